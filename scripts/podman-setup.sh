@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Source this file (". scripts/podman-setup.sh") to get a working rootful Podman on a
+# Debian machine without a Docker engine: installs podman/buildah/runc when missing and
+# points CONTAINERS_CONF at a config that uses runc + cgroupfs (crun fails on hybrid
+# cgroups here) with explicit ulimits (there is no CAP_SYS_RESOURCE to raise them).
+# It also mounts binfmt_misc and enables the qemu handlers so foreign-arch images run.
+set -euo pipefail
+
+need=()
+for tool in podman buildah runc; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
+command -v qemu-aarch64-static >/dev/null 2>&1 || need+=(qemu-user-static binfmt-support)
+if ((${#need[@]})); then
+  echo "podman-setup: installing ${need[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+VRYPT_PODMAN_DIR=${VRYPT_PODMAN_DIR:-/tmp/vrypt-podman}
+mkdir -p "$VRYPT_PODMAN_DIR"
+cat >"$VRYPT_PODMAN_DIR/containers.conf" <<'CONF'
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1000:1000"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+export CONTAINERS_CONF="$VRYPT_PODMAN_DIR/containers.conf"
+
+# Foreign architectures: binfmt_misc is not mounted at boot on these machines.
+if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
+  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true
+fi
+for arch in aarch64 arm i386; do
+  [ -e "/proc/sys/fs/binfmt_misc/qemu-$arch" ] || update-binfmts --enable "qemu-$arch" >/dev/null 2>&1 || true
+done

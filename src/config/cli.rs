@@ -1,0 +1,484 @@
+//! Command line and environment parsing (lexopt). The environment is applied first,
+//! then the flags, so a flag always wins.
+
+use super::values;
+use super::{Config, Listen, StatsdSettings, DEFAULT_PORT};
+use crate::log::Level;
+use std::ffi::OsString;
+use std::time::Duration;
+
+/// What the process was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Serve(Box<Config>),
+    /// `healthcheck [--url URL] [--timeout DUR]`.
+    Healthcheck {
+        url: String,
+        timeout: Duration,
+    },
+    Help,
+    Version,
+}
+
+/// The `--help` text.
+pub fn usage() -> String {
+    format!(
+        "vrypt-server {version}
+Answers every HTTP/1.1 request with one fixed response, very fast.
+
+Usage: vrypt-server [OPTIONS] [PORT]
+       vrypt-server healthcheck [--url URL] [--timeout DURATION]
+
+Every option can also be set with the environment variable shown; a flag wins.
+Durations: 10 (seconds), 10s, 500ms, 2m, 1h.
+
+Listening:
+      --listen ADDR:PORT      address to bind [VRYPT_LISTEN] (default [::]:{port}, dual-stack,
+                              or 0.0.0.0:{port} without IPv6)
+  -p, --port PORT             port on the default address [VRYPT_PORT, PORT] (default {port});
+                              a bare PORT argument does the same
+      --workers N             worker threads, one listener each [VRYPT_WORKERS] (default: CPUs)
+      --backlog N             listen backlog, capped by net.core.somaxconn [VRYPT_BACKLOG] (default 65535)
+      --max-connections N     open connections per process, 0 = no limit [VRYPT_MAX_CONNECTIONS] (default 0)
+
+Requests:
+      --max-header-bytes N    request line + headers limit; 414/431 beyond [VRYPT_MAX_HEADER_BYTES] (default 8192)
+      --header-timeout DUR    time to receive a request's headers, then 408 [VRYPT_HEADER_TIMEOUT] (default 10s)
+      --idle-timeout DUR      close idle keep-alive connections after [VRYPT_IDLE_TIMEOUT] (default 60s)
+      --write-timeout DUR     close clients that stop reading after [VRYPT_WRITE_TIMEOUT] (default 10s)
+      --shutdown-timeout DUR  on SIGTERM, time to finish in-flight requests [VRYPT_SHUTDOWN_TIMEOUT] (default 10s)
+
+Response:
+      --status CODE           status code, 200-599 [VRYPT_STATUS] (default 200)
+      --body TEXT             body [VRYPT_BODY] (default Vrypt)
+      --body-file PATH        body read from a file at start, at most 1 MiB [VRYPT_BODY_FILE]
+      --content-type TYPE     Content-Type [VRYPT_CONTENT_TYPE] (default text/plain)
+      --header 'NAME: VALUE'  extra header, repeatable [VRYPT_HEADER, one per line]
+      --no-server-header      do not send 'Server: vrypt' [VRYPT_NO_SERVER_HEADER=true]
+
+Metrics and logs:
+      --statsd HOST:PORT|off  StatsD collector over UDP [VRYPT_STATSD] (default 127.0.0.1:8125)
+      --statsd-interval DUR   push interval [VRYPT_STATSD_INTERVAL] (default 1s)
+      --statsd-prefix PREFIX  metric name prefix [VRYPT_STATSD_PREFIX] (default vrypt)
+      --statsd-tags K:V,...   DogStatsD tags [VRYPT_STATSD_TAGS]
+      --log-level LEVEL       error, warn, info or debug [VRYPT_LOG_LEVEL] (default info)
+
+  -h, --help                  print this help
+  -V, --version               print the version
+
+healthcheck: GET URL (default http://127.0.0.1:PORT/, PORT as above) and exit 0 on a
+2xx or 3xx answer within --timeout (default 2s), 1 otherwise.
+",
+        version = env!("CARGO_PKG_VERSION"),
+        port = DEFAULT_PORT
+    )
+}
+
+/// Options that take a value, with their environment variables.
+const VALUE_OPTS: &[&str] = &[
+    "listen",
+    "port",
+    "workers",
+    "backlog",
+    "max-connections",
+    "max-header-bytes",
+    "header-timeout",
+    "idle-timeout",
+    "write-timeout",
+    "shutdown-timeout",
+    "status",
+    "body",
+    "body-file",
+    "content-type",
+    "header",
+    "statsd",
+    "statsd-interval",
+    "statsd-prefix",
+    "statsd-tags",
+    "log-level",
+];
+
+/// `listen` -> `VRYPT_LISTEN`.
+fn env_name(opt: &str) -> String {
+    format!("VRYPT_{}", opt.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// Where the body comes from; the last source set wins.
+#[derive(Debug, Clone)]
+enum BodySource {
+    Text(String),
+    File(String),
+}
+
+/// Settings gathered from the environment and flags before validation across them.
+#[derive(Debug, Clone)]
+struct Builder {
+    cfg: Config,
+    listen: Option<Listen>,
+    port: Option<u16>,
+    body: Option<BodySource>,
+    headers: Vec<String>,
+    statsd_target: Option<Option<String>>,
+    statsd_interval: Duration,
+    statsd_prefix: String,
+    statsd_tags: Vec<(String, String)>,
+}
+
+impl Builder {
+    fn new() -> Builder {
+        Builder {
+            cfg: Config::default(),
+            listen: None,
+            port: None,
+            body: None,
+            headers: Vec::new(),
+            statsd_target: None,
+            statsd_interval: Duration::from_secs(1),
+            statsd_prefix: "vrypt".to_string(),
+            statsd_tags: Vec::new(),
+        }
+    }
+
+    /// Applies one option value; the error completes "invalid value for --opt: ".
+    fn set(&mut self, opt: &str, v: &str) -> Result<(), String> {
+        let c = &mut self.cfg;
+        let min_timeout = Duration::from_millis(10);
+        match opt {
+            "listen" => self.listen = Some(Listen::Exact(values::socket_addr(v)?)),
+            "port" => self.port = Some(values::port(v)?),
+            "workers" => c.workers = values::integer::<usize>(v, 1, 1024)?,
+            "backlog" => c.backlog = values::integer::<i32>(v, 1, i32::MAX)?,
+            "max-connections" => c.max_connections = values::integer::<usize>(v, 0, usize::MAX)?,
+            "max-header-bytes" => c.max_header_bytes = values::integer::<usize>(v, 256, 1 << 20)?,
+            "header-timeout" => c.header_timeout = values::duration_at_least(v, min_timeout)?,
+            "idle-timeout" => c.idle_timeout = values::duration_at_least(v, min_timeout)?,
+            "write-timeout" => c.write_timeout = values::duration_at_least(v, min_timeout)?,
+            "shutdown-timeout" => c.shutdown_timeout = values::duration(v)?,
+            "status" => c.response.status = values::status(v)?,
+            "body" => self.body = Some(BodySource::Text(v.to_string())),
+            "body-file" => self.body = Some(BodySource::File(v.to_string())),
+            "content-type" => c.response.content_type = values::content_type(v)?,
+            "header" => self.headers.push(v.to_string()),
+            "statsd" => {
+                let off = matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "off" | "none" | "disabled" | ""
+                );
+                self.statsd_target = Some(if off {
+                    None
+                } else {
+                    Some(values::host_port(v)?)
+                });
+            }
+            "statsd-interval" => self.statsd_interval = values::duration_at_least(v, min_timeout)?,
+            "statsd-prefix" => self.statsd_prefix = values::prefix(v)?,
+            "statsd-tags" => self.statsd_tags = values::tags(v)?,
+            "log-level" => {
+                c.log_level = Level::parse(v)
+                    .ok_or_else(|| format!("'{v}' is not one of error, warn, info, debug"))?
+            }
+            "no-server-header" => c.response.server_header = !values::boolean(v)?,
+            _ => return Err(format!("unknown option '{opt}'")),
+        }
+        Ok(())
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
+        if let Some(v) = env("PORT") {
+            self.set("port", &v)
+                .map_err(|e| format!("invalid PORT: {e}"))?;
+        }
+        for opt in VALUE_OPTS.iter().copied().chain(["no-server-header"]) {
+            let name = env_name(opt);
+            let Some(v) = env(&name) else { continue };
+            if opt == "header" {
+                self.headers.extend(
+                    v.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(String::from),
+                );
+                continue;
+            }
+            self.set(opt, &v)
+                .map_err(|e| format!("invalid {name}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Config, String> {
+        let mut cfg = self.cfg;
+        let listen = self.listen.unwrap_or(Listen::AnyAddress(DEFAULT_PORT));
+        cfg.listen = match (listen, self.port) {
+            (Listen::AnyAddress(_), Some(p)) => Listen::AnyAddress(p),
+            (Listen::Exact(mut a), Some(p)) => {
+                a.set_port(p);
+                Listen::Exact(a)
+            }
+            (l, None) => l,
+        };
+        match self.body.take() {
+            Some(BodySource::Text(t)) => cfg.response.body = t.into_bytes(),
+            Some(BodySource::File(path)) => {
+                let body = std::fs::read(&path)
+                    .map_err(|e| format!("cannot read --body-file '{path}': {e}"))?;
+                if body.len() > 1 << 20 {
+                    return Err(format!(
+                        "--body-file '{path}' is {} bytes; the limit is 1 MiB",
+                        body.len()
+                    ));
+                }
+                cfg.response.body = body;
+            }
+            None => {}
+        }
+        if cfg.response.body.len() > 1 << 20 {
+            return Err("--body is longer than 1 MiB".to_string());
+        }
+        cfg.response.headers = self
+            .headers
+            .iter()
+            .map(|h| values::header(h, cfg.response.server_header))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("invalid value for --header: {e}"))?;
+        cfg.statsd = match self.statsd_target {
+            Some(None) => None,
+            target => Some(StatsdSettings {
+                target: target
+                    .flatten()
+                    .unwrap_or_else(|| "127.0.0.1:8125".to_string()),
+                interval: self.statsd_interval,
+                prefix: self.statsd_prefix,
+                tags: self.statsd_tags,
+            }),
+        };
+        Ok(cfg)
+    }
+}
+
+/// Parses the arguments (without the program name) and the environment.
+pub fn parse_args<I>(args: I, env: &dyn Fn(&str) -> Option<String>) -> Result<Command, String>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut b = Builder::new();
+    b.apply_env(env)?;
+    let mut flag_headers = Vec::new();
+    let mut positional_port = None;
+    let mut first = true;
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        let was_first = std::mem::replace(&mut first, false);
+        let first = was_first;
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('V') | Long("version") => return Ok(Command::Version),
+            Short('p') => {
+                let v = value_string(&mut parser, "-p")?;
+                b.set("port", &v)
+                    .map_err(|e| format!("invalid value for -p: {e}"))?;
+            }
+            Long("no-server-header") => b.cfg.response.server_header = false,
+            Long(name) if VALUE_OPTS.contains(&name) => {
+                let name = name.to_string();
+                let v = value_string(&mut parser, &format!("--{name}"))?;
+                if name == "header" {
+                    flag_headers.push(v);
+                } else {
+                    b.set(&name, &v)
+                        .map_err(|e| format!("invalid value for --{name}: {e}"))?;
+                }
+            }
+            Value(v) => {
+                let s = v
+                    .into_string()
+                    .map_err(|v| format!("unexpected argument '{}'", v.to_string_lossy()))?;
+                if s == "healthcheck" && first {
+                    return parse_healthcheck(parser, env);
+                }
+                if positional_port.is_some() {
+                    return Err(format!("unexpected argument '{s}'"));
+                }
+                positional_port =
+                    Some(values::port(&s).map_err(|e| format!("invalid port argument: {e}"))?);
+            }
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    if let Some(p) = positional_port {
+        b.port = Some(p);
+    }
+    if !flag_headers.is_empty() {
+        b.headers = flag_headers;
+    }
+    b.finish().map(|c| Command::Serve(Box::new(c)))
+}
+
+fn value_string(parser: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
+    let v = parser.value().map_err(|e| e.to_string())?;
+    v.into_string()
+        .map_err(|_| format!("invalid value for {flag}: not valid UTF-8"))
+}
+
+fn parse_healthcheck(
+    mut parser: lexopt::Parser,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Command, String> {
+    use lexopt::prelude::*;
+    // Default: the port the server itself would use given the same environment.
+    let mut b = Builder::new();
+    b.apply_env(env)?;
+    let port = b
+        .port
+        .or(b.listen.map(|l| l.port()))
+        .unwrap_or(DEFAULT_PORT);
+    let mut url =
+        env("VRYPT_HEALTHCHECK_URL").unwrap_or_else(|| format!("http://127.0.0.1:{port}/"));
+    let mut timeout = Duration::from_secs(2);
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("url") => url = value_string(&mut parser, "--url")?,
+            Long("timeout") => {
+                let v = value_string(&mut parser, "--timeout")?;
+                timeout = values::duration_at_least(&v, Duration::from_millis(1))
+                    .map_err(|e| format!("invalid value for --timeout: {e}"))?;
+            }
+            Short('h') | Long("help") => return Ok(Command::Help),
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    Ok(Command::Healthcheck { url, timeout })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Command, String> {
+        let map: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        parse_args(args.iter().copied(), &move |k| map.get(k).cloned())
+    }
+
+    fn cfg(args: &[&str], env: &[(&str, &str)]) -> Config {
+        match parse(args, env) {
+            Ok(Command::Serve(c)) => *c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn ports_from_everywhere() {
+        assert_eq!(cfg(&[], &[]).listen, Listen::AnyAddress(8080));
+        assert_eq!(cfg(&["9000"], &[]).listen, Listen::AnyAddress(9000));
+        assert_eq!(cfg(&["-p", "9001"], &[]).listen, Listen::AnyAddress(9001));
+        assert_eq!(
+            cfg(&[], &[("PORT", "9002")]).listen,
+            Listen::AnyAddress(9002)
+        );
+        assert_eq!(
+            cfg(&[], &[("PORT", "9002"), ("VRYPT_PORT", "9003")]).listen,
+            Listen::AnyAddress(9003)
+        );
+        assert_eq!(
+            cfg(&["--port=9004"], &[("VRYPT_PORT", "9003")]).listen,
+            Listen::AnyAddress(9004)
+        );
+        let exact = cfg(&["--listen", "127.0.0.1:81"], &[]).listen;
+        assert_eq!(exact, Listen::Exact("127.0.0.1:81".parse().unwrap()));
+    }
+
+    #[test]
+    fn flags_win_over_env() {
+        let c = cfg(
+            &["--workers", "3"],
+            &[("VRYPT_WORKERS", "5"), ("VRYPT_BODY", "env")],
+        );
+        assert_eq!(c.workers, 3);
+        assert_eq!(c.response.body, b"env");
+        let c = cfg(
+            &["--header", "X-B: 2"],
+            &[("VRYPT_HEADER", "X-A: 1\nX-C: 3")],
+        );
+        assert_eq!(
+            c.response.headers,
+            vec![("X-B".to_string(), "2".to_string())]
+        );
+        let c = cfg(
+            &[],
+            &[
+                ("VRYPT_HEADER", "X-A: 1\nX-C: 3"),
+                ("VRYPT_NO_SERVER_HEADER", "true"),
+            ],
+        );
+        assert_eq!(c.response.headers.len(), 2);
+        assert!(!c.response.server_header);
+    }
+
+    #[test]
+    fn statsd_settings() {
+        assert_eq!(cfg(&["--statsd", "off"], &[]).statsd, None);
+        let s = cfg(
+            &["--statsd-prefix", "edge"],
+            &[("VRYPT_STATSD", "graphite:8125")],
+        )
+        .statsd
+        .unwrap();
+        assert_eq!(
+            (s.target.as_str(), s.prefix.as_str()),
+            ("graphite:8125", "edge")
+        );
+    }
+
+    #[test]
+    fn errors_are_one_line() {
+        for args in [
+            &["--workers", "zero"][..],
+            &["--bogus"],
+            &["--status", "99"],
+            &["--header", "Bad Name: x"],
+            &["1", "2"],
+            &["--listen", "nowhere"],
+            &["--port"],
+        ] {
+            let e = parse(args, &[]).unwrap_err();
+            assert!(!e.is_empty() && !e.contains('\n'), "{args:?}: {e}");
+        }
+        assert!(parse(&[], &[("VRYPT_WORKERS", "x")])
+            .unwrap_err()
+            .starts_with("invalid VRYPT_WORKERS"));
+    }
+
+    #[test]
+    fn healthcheck_defaults_follow_port() {
+        assert_eq!(
+            parse(&["healthcheck"], &[("PORT", "9100")]),
+            Ok(Command::Healthcheck {
+                url: "http://127.0.0.1:9100/".into(),
+                timeout: Duration::from_secs(2)
+            })
+        );
+        let c = parse(
+            &[
+                "healthcheck",
+                "--url",
+                "http://[::1]:1/",
+                "--timeout",
+                "500ms",
+            ],
+            &[],
+        );
+        assert_eq!(
+            c,
+            Ok(Command::Healthcheck {
+                url: "http://[::1]:1/".into(),
+                timeout: Duration::from_millis(500)
+            })
+        );
+    }
+}

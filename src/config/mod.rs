@@ -1,0 +1,104 @@
+//! Configuration: what the command line and the environment ask for, validated.
+//!
+//! Every flag `--some-flag` can also be set by the environment variable
+//! `VRYPT_SOME_FLAG`; a flag on the command line wins over the environment. The
+//! port can also come from `PORT` (as platforms such as Heroku or Cloud Run set it).
+//! Anything invalid is reported as one line and exit code 2 by `main`.
+
+mod cli;
+mod values;
+
+pub use cli::{parse_args, usage, Command};
+
+use crate::http::ResponseSpec;
+use crate::log::Level;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+/// Default port when none is given.
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// Where to listen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// `[::]:PORT` dual-stack, or `0.0.0.0:PORT` when the host has no IPv6.
+    AnyAddress(u16),
+    /// Exactly this address.
+    Exact(SocketAddr),
+}
+
+impl Listen {
+    /// The port this spec listens on (0 asks the kernel for a free one).
+    pub fn port(&self) -> u16 {
+        match self {
+            Listen::AnyAddress(p) => *p,
+            Listen::Exact(a) => a.port(),
+        }
+    }
+
+    /// The addresses to try, in order.
+    pub fn candidates(&self) -> Vec<SocketAddr> {
+        match *self {
+            Listen::AnyAddress(p) => vec![
+                SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), p),
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), p),
+            ],
+            Listen::Exact(a) => vec![a],
+        }
+    }
+}
+
+/// Where and how to push StatsD metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsdSettings {
+    /// `host:port`; the host may be a name, resolved at start and again later.
+    pub target: String,
+    pub interval: Duration,
+    pub prefix: String,
+    pub tags: Vec<(String, String)>,
+}
+
+/// Everything the server needs to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub listen: Listen,
+    pub workers: usize,
+    pub backlog: i32,
+    /// Open connections per process; 0 means no limit beyond file descriptors.
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub write_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub response: ResponseSpec,
+    /// `None` when metrics are off.
+    pub statsd: Option<StatsdSettings>,
+    pub log_level: Level,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: Listen::AnyAddress(DEFAULT_PORT),
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            backlog: 65_535,
+            max_connections: 0,
+            max_header_bytes: 8 * 1024,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(10),
+            response: ResponseSpec::default(),
+            statsd: Some(StatsdSettings {
+                target: "127.0.0.1:8125".to_string(),
+                interval: Duration::from_secs(1),
+                prefix: "vrypt".to_string(),
+                tags: Vec::new(),
+            }),
+            log_level: Level::Info,
+        }
+    }
+}

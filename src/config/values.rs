@@ -1,0 +1,225 @@
+//! Parsers for single option values. Each returns a message that completes the
+//! sentence "invalid value for --flag: ...".
+
+use crate::http::chars::{is_field_value, is_token};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// `10`, `10s`, `500ms`, `2m`, `1h`, `1.5s`. Plain numbers are seconds.
+pub fn duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (examples: 10s, 500ms, 2m)"))?;
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" => 60.0,
+        "h" => 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{s}' (use ms, s, m or h)"
+            ))
+        }
+    };
+    let secs = n * scale;
+    if !(secs.is_finite() && (0.0..=86_400.0 * 365.0).contains(&secs)) {
+        return Err(format!("'{s}' is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A duration that must be at least `min`.
+pub fn duration_at_least(s: &str, min: Duration) -> Result<Duration, String> {
+    let d = duration(s)?;
+    if d < min {
+        return Err(format!(
+            "'{s}' is shorter than the minimum of {}ms",
+            min.as_millis()
+        ));
+    }
+    Ok(d)
+}
+
+/// An integer within `lo..=hi`.
+pub fn integer<T>(s: &str, lo: T, hi: T) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    match s.trim().parse::<T>() {
+        Ok(v) if v >= lo && v <= hi => Ok(v),
+        _ => Err(format!("'{s}' is not a whole number from {lo} to {hi}")),
+    }
+}
+
+/// A TCP port, 0 to 65535 (0 asks the kernel for a free port).
+pub fn port(s: &str) -> Result<u16, String> {
+    integer::<u16>(s, 0, u16::MAX)
+}
+
+/// `ADDR:PORT`, with IPv6 addresses in brackets: `0.0.0.0:8080`, `[::1]:8080`.
+pub fn socket_addr(s: &str) -> Result<SocketAddr, String> {
+    s.trim().parse().map_err(|_| {
+        format!("'{s}' is not ADDR:PORT (examples: 0.0.0.0:8080, [::]:8080, 127.0.0.1:80)")
+    })
+}
+
+/// `true/false`, `1/0`, `yes/no`, `on/off`.
+pub fn boolean(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("'{s}' is not a boolean (use true or false)")),
+    }
+}
+
+/// Headers the server writes itself; setting them would break framing or duplicate them.
+const MANAGED: [(&str, &str); 5] = [
+    ("content-length", "it is computed from the body"),
+    ("transfer-encoding", "the body is sent with Content-Length"),
+    ("connection", "the server manages persistence"),
+    ("date", "the server sends the current date"),
+    ("content-type", "use --content-type"),
+];
+
+/// `Name: value`, with a token name and a value free of CR, LF, NUL and other controls.
+pub fn header(s: &str, server_header: bool) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once(':')
+        .ok_or_else(|| format!("'{s}' is not 'Name: value'"))?;
+    if !is_token(name.as_bytes()) {
+        return Err(format!("'{name}' is not a valid header name"));
+    }
+    let value = value.trim_matches(|c| c == ' ' || c == '\t');
+    if !is_field_value(value.as_bytes()) {
+        return Err(format!(
+            "the value of header '{name}' contains CR, LF, NUL or another control character"
+        ));
+    }
+    let lower = name.to_ascii_lowercase();
+    if let Some((_, why)) = MANAGED.iter().find(|(n, _)| *n == lower) {
+        return Err(format!("header '{name}' cannot be set: {why}"));
+    }
+    if lower == "server" && server_header {
+        return Err(
+            "header 'Server' is already sent: add --no-server-header to replace it".to_string(),
+        );
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
+/// A media type for `Content-Type`: printable, no CR/LF.
+pub fn content_type(s: &str) -> Result<String, String> {
+    if s.is_empty() || !is_field_value(s.as_bytes()) {
+        return Err(format!("'{s}' is not a valid Content-Type value"));
+    }
+    Ok(s.to_string())
+}
+
+/// A final status code, 200 to 599.
+pub fn status(s: &str) -> Result<u16, String> {
+    integer::<u16>(s, 200, 599)
+}
+
+/// `k:v,k2:v2` DogStatsD tags.
+pub fn tags(s: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let (k, v) = item.split_once(':').unwrap_or((item, ""));
+        let ok = |t: &str| {
+            t.bytes()
+                .all(|b| b.is_ascii_graphic() && !matches!(b, b'|' | b'#' | b',' | b'@'))
+        };
+        if k.is_empty() || !ok(k) || !ok(v) {
+            return Err(format!("'{item}' is not a tag of the form key:value"));
+        }
+        out.push((k.to_string(), v.to_string()));
+    }
+    Ok(out)
+}
+
+/// A StatsD metric prefix: letters, digits, `.`, `_` and `-`.
+pub fn prefix(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && !s.starts_with('.')
+        && !s.ends_with('.');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "'{s}' is not a metric prefix (letters, digits, '.', '_', '-')"
+        ))
+    }
+}
+
+/// `host:port` for StatsD; the host may be a name or an IP (IPv6 in brackets).
+pub fn host_port(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let (host, port_str) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{s}' is not HOST:PORT"))?;
+    integer::<u16>(port_str, 1, u16::MAX).map_err(|_| format!("'{s}' has an invalid port"))?;
+    let host_ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        inner.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    };
+    if host_ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!("'{s}' is not HOST:PORT"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(duration("ten").is_err());
+        assert!(duration("5d").is_err());
+        assert!(duration("-1").is_err());
+    }
+
+    #[test]
+    fn headers() {
+        assert_eq!(header("X-A:  b c ", true), Ok(("X-A".into(), "b c".into())));
+        assert!(header("X A: b", true).is_err());
+        assert!(header("X-A: b\r\nEvil: 1", true).is_err());
+        assert!(header("Content-Length: 3", true).is_err());
+        assert!(header("Server: x", true).is_err());
+        assert!(header("Server: x", false).is_ok());
+        assert!(header("no colon", true).is_err());
+    }
+
+    #[test]
+    fn misc() {
+        assert_eq!(
+            tags("env:prod, az:1a"),
+            Ok(vec![
+                ("env".into(), "prod".into()),
+                ("az".into(), "1a".into())
+            ])
+        );
+        assert!(tags("a|b:c").is_err());
+        assert!(host_port("graphite:8125").is_ok());
+        assert!(host_port("[::1]:8125").is_ok());
+        assert!(host_port("graphite").is_err());
+        assert!(status("199").is_err() && status("204").is_ok());
+        assert_eq!(socket_addr("[::1]:80").map(|a| a.port()), Ok(80));
+    }
+}

@@ -1,0 +1,65 @@
+//! Byte classes from the HTTP grammar, as 256-entry lookup tables.
+
+/// `tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~"
+///         / DIGIT / ALPHA` (RFC 9110 §5.6.2). `token = 1*tchar`; methods and field names are tokens.
+pub static TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        i += 1;
+    }
+    t
+};
+
+/// Bytes allowed in a request-target: any visible ASCII (`%x21-7E`) plus obs-text (`%x80-FF`),
+/// which many clients send unescaped. Space, controls and DEL end or break the line.
+pub static TARGET: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0x21;
+    while i < 256 {
+        t[i] = i != 0x7f;
+        i += 1;
+    }
+    t
+};
+
+/// `field-vchar = VCHAR / obs-text` plus SP and HTAB, the bytes of a field value
+/// (RFC 9110 §5.5). CR, LF, NUL, other controls and DEL are not allowed.
+pub static FIELD_VALUE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = i == 0x09 || (i >= 0x20 && i != 0x7f);
+        i += 1;
+    }
+    t
+};
+
+/// Whether `s` is a valid token (non-empty, all tchar).
+pub fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| TOKEN[b as usize])
+}
+
+/// Whether `s` is a valid field value (no CR, LF, NUL or other control bytes but HTAB).
+pub fn is_field_value(s: &[u8]) -> bool {
+    s.iter().all(|&b| FIELD_VALUE[b as usize])
+}

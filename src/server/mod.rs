@@ -1,0 +1,177 @@
+//! The server: listeners, worker threads, graceful shutdown, metrics thread.
+
+pub mod conn;
+pub mod listener;
+pub mod pool;
+pub mod timer;
+pub mod worker;
+
+use crate::config::Config;
+use crate::http::date::unix_now_coarse;
+use crate::http::Templates;
+use crate::log::{quote, Level};
+use crate::metrics::{statsd, WorkerCounters};
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use worker::{Settings, Shared, Worker};
+
+/// Raises the soft limit on open files to the hard limit, so the number of
+/// connections is bounded by the administrator's setting rather than the default 1024.
+fn raise_nofile_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return None;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: `raised` is a valid rlimit no higher than the current hard limit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim = raised;
+        }
+    }
+    // rlim_t is 32 bits on some of the targets we ship.
+    #[allow(clippy::unnecessary_cast)]
+    Some(lim.rlim_cur as u64)
+}
+
+/// Runs the server until a graceful shutdown completes.
+pub fn run(cfg: Config) -> io::Result<()> {
+    crate::shutdown::block_signals()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot block signals: {e}")))?;
+    let nofile = raise_nofile_limit();
+    let bound = listener::bind(&cfg.listen, cfg.workers, cfg.backlog)?;
+    let somaxconn = listener::somaxconn();
+    let effective_backlog = somaxconn.map_or(cfg.backlog, |s| s.min(cfg.backlog));
+
+    let counters: Arc<[WorkerCounters]> = (0..cfg.workers)
+        .map(|_| WorkerCounters::default())
+        .collect();
+    let shared = Arc::new(Shared {
+        shutdown: AtomicBool::new(false),
+        open: AtomicUsize::new(0),
+        max_connections: cfg.max_connections,
+    });
+    let settings = Settings {
+        max_head: cfg.max_header_bytes,
+        header_timeout: cfg.header_timeout,
+        idle_timeout: cfg.idle_timeout,
+        write_timeout: cfg.write_timeout,
+        shutdown_timeout: cfg.shutdown_timeout,
+    };
+    let templates = Templates::new(&cfg.response, unix_now_coarse());
+
+    let mut workers = Vec::with_capacity(cfg.workers);
+    let mut wakers = Vec::with_capacity(cfg.workers);
+    for (id, l) in bound.listeners.into_iter().enumerate() {
+        let (w, waker) = Worker::new(
+            id,
+            l,
+            templates.clone(),
+            counters.clone(),
+            shared.clone(),
+            settings,
+        )
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot create worker {id}: {e}")))?;
+        workers.push(w);
+        wakers.push(waker);
+    }
+
+    crate::log!(
+        Level::Info,
+        "start",
+        "version={} workers={} backlog={} somaxconn={} max_connections={} max_header_bytes={} nofile={} \
+         header_timeout_ms={} idle_timeout_ms={} write_timeout_ms={} shutdown_timeout_ms={} status={} body_bytes={} statsd={}",
+        env!("CARGO_PKG_VERSION"),
+        cfg.workers,
+        effective_backlog,
+        somaxconn.map_or("unknown".to_string(), |s| s.to_string()),
+        if cfg.max_connections == 0 { "unlimited".to_string() } else { cfg.max_connections.to_string() },
+        cfg.max_header_bytes,
+        nofile.map_or("unknown".to_string(), |n| n.to_string()),
+        cfg.header_timeout.as_millis(),
+        cfg.idle_timeout.as_millis(),
+        cfg.write_timeout.as_millis(),
+        cfg.shutdown_timeout.as_millis(),
+        cfg.response.status,
+        cfg.response.body.len(),
+        cfg.statsd.as_ref().map_or("off".to_string(), |s| quote(&s.target)),
+    );
+    crate::log!(
+        Level::Info,
+        "listening",
+        "addr={} dual_stack={}",
+        bound.addr,
+        bound.dual_stack
+    );
+
+    let stop_metrics = Arc::new(AtomicBool::new(false));
+    let metrics = match &cfg.statsd {
+        Some(s) => {
+            let sc = statsd::StatsdConfig {
+                target: s.target.clone(),
+                interval: s.interval,
+                prefix: s.prefix.clone(),
+                tags: s.tags.clone(),
+            };
+            Some(
+                statsd::spawn(sc, counters.clone(), stop_metrics.clone()).map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot start the metrics thread: {e}"))
+                })?,
+            )
+        }
+        None => None,
+    };
+
+    let mut handles = Vec::with_capacity(workers.len());
+    for (id, w) in workers.into_iter().enumerate() {
+        let h = std::thread::Builder::new()
+            .name(format!("vrypt-worker-{id}"))
+            .spawn(move || w.run())
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot spawn worker {id}: {e}")))?;
+        handles.push(h);
+    }
+
+    // The wakers must outlive the wake-up: closing a waker's eventfd before the worker
+    // has collected its event removes the event from the epoll ready list.
+    let wakers = Arc::new(wakers);
+    let signal_shared = shared.clone();
+    let signal_wakers = wakers.clone();
+    crate::shutdown::spawn_signal_thread(move || {
+        signal_shared.shutdown.store(true, Ordering::SeqCst);
+        for w in signal_wakers.iter() {
+            let _ = w.wake();
+        }
+    })?;
+
+    let mut result = Ok(());
+    for (id, h) in handles.into_iter().enumerate() {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                crate::log!(
+                    Level::Error,
+                    "worker_failed",
+                    "worker={id} error={}",
+                    quote(&e.to_string())
+                );
+                result = Err(e);
+            }
+            Err(_) => result = Err(io::Error::other(format!("worker {id} panicked"))),
+        }
+    }
+    drop(wakers);
+    stop_metrics.store(true, Ordering::SeqCst);
+    if let Some(m) = metrics {
+        let _ = m.join();
+    }
+    crate::log!(Level::Info, "shutdown_complete");
+    result
+}
