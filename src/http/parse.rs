@@ -399,7 +399,9 @@ fn field(f: &mut Fields, name: &[u8], value: &[u8]) -> Result<(), Error> {
     // Dispatch on length first: most headers are none of these and cost one compare.
     match name.len() {
         4 if name.eq_ignore_ascii_case(b"host") => f.hosts += 1,
-        6 if name.eq_ignore_ascii_case(b"expect") && value.eq_ignore_ascii_case(b"100-continue") => {
+        6 if name.eq_ignore_ascii_case(b"expect")
+            && value.eq_ignore_ascii_case(b"100-continue") =>
+        {
             f.expect_continue = true;
         }
         10 if name.eq_ignore_ascii_case(b"connection") => {

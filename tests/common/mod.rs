@@ -1,0 +1,298 @@
+//! Shared helpers for the integration tests: start the real binary on a free port,
+//! talk raw HTTP/1.1 bytes to it, and read responses back exactly as a client would.
+#![allow(dead_code)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long any single read in a test may block before the test fails.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A running `vrypt-server` child process.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: Arc<Mutex<String>>,
+}
+
+/// A command for the binary with a clean environment (no VRYPT_* or PORT from the caller).
+pub fn command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vrypt-server"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("VRYPT_") || k == "PORT" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+impl Server {
+    /// Starts the server on 127.0.0.1 with a kernel-chosen port, one worker and no
+    /// StatsD, plus `args`.
+    pub fn start(args: &[&str]) -> Server {
+        Server::start_with(
+            command()
+                .args([
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--workers",
+                    "1",
+                    "--statsd",
+                    "off",
+                ])
+                .args(args),
+        )
+    }
+
+    /// Starts a prepared command and waits for its `event=listening` line.
+    pub fn start_with(cmd: &mut Command) -> Server {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = log.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = log.lock().unwrap().clone();
+            if let Some(line) = text.lines().find(|l| l.contains("event=listening")) {
+                let addr = line
+                    .split_whitespace()
+                    .find_map(|kv| kv.strip_prefix("addr="))
+                    .and_then(|a| a.parse().ok())
+                    .expect("addr= in listening line");
+                return Server { child, addr, log };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("server exited with {status} before listening: {text}");
+            }
+            assert!(Instant::now() < deadline, "server did not start: {text}");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// A client connected to 127.0.0.1 on the server's port.
+    pub fn connect(&self) -> Client {
+        Client::connect(SocketAddr::from(([127, 0, 0, 1], self.port())))
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: sending a signal to our own child process id.
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Resident memory from /proc, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS:")
+    }
+
+    /// User + system CPU time of the process, in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+        let f: Vec<&str> = after.split_whitespace().collect();
+        f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    }
+}
+
+pub fn proc_status_kib(pid: i32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One parsed response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub status_line: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The value of header `name` (case-insensitive), if present once or more.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A raw HTTP client that keeps unread bytes between responses (for pipelining).
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    fn fill(&mut self) -> std::io::Result<usize> {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.stream.read(&mut chunk)?;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+
+    /// Reads one response; `head_request` means the response has no body whatever
+    /// its Content-Length says. Panics on timeout or EOF before a full response.
+    pub fn response(&mut self, head_request: bool) -> Response {
+        self.try_response(head_request)
+            .expect("a complete response")
+    }
+
+    /// Like [`response`](Self::response) but returns `None` on EOF or reset before
+    /// a complete response.
+    pub fn try_response(&mut self, head_request: bool) -> Option<Response> {
+        let head_end = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            match self.fill() {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        };
+        let head = String::from_utf8(self.buf[..head_end].to_vec()).expect("ASCII head");
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or_default().to_string();
+        let status = status_line
+            .get(9..12)
+            .and_then(|s| s.parse().ok())
+            .expect("status code");
+        let headers: Vec<(String, String)> = lines
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (n, v) = l.split_once(':').expect("header line");
+                (n.to_string(), v.trim().to_string())
+            })
+            .collect();
+        let len: usize = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .map(|(_, v)| v.parse().expect("numeric Content-Length"))
+            .unwrap_or(0);
+        let len = if head_request { 0 } else { len };
+        while self.buf.len() < head_end + len {
+            match self.fill() {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+        let body = self.buf[head_end..head_end + len].to_vec();
+        self.buf.drain(..head_end + len);
+        Some(Response {
+            status,
+            status_line,
+            headers,
+            body,
+        })
+    }
+
+    /// Whether the server closed the connection (EOF or reset) with nothing more sent,
+    /// within the read timeout.
+    pub fn closed(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut b = [0u8; 1];
+        match self.stream.read(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => matches!(
+                e.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+            ),
+        }
+    }
+
+    /// Everything until EOF, as text.
+    pub fn read_to_end(&mut self) -> String {
+        let mut rest = std::mem::take(&mut self.buf);
+        let _ = self.stream.read_to_end(&mut rest);
+        String::from_utf8_lossy(&rest).into_owned()
+    }
+}
+
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A simple GET with Host.
+pub const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n";
