@@ -317,14 +317,17 @@ class Nginx(Server):
 class Vrypt(Server):
     label = "vrypt"
 
-    def __init__(self, ctx, port, statsd="off"):
+    def __init__(self, ctx, port, statsd="off", binary=None, label=None):
         super().__init__(ctx, port)
         self.statsd = statsd
+        self.binary = binary or ctx.server_bin
         if statsd != "off":
             self.label = "vrypt+statsd"
+        if label:
+            self.label = label
 
     def start(self, http_check=True):
-        self._spawn([self.ctx.server_bin, "--workers", "1",
+        self._spawn([self.binary, "--workers", "1",
                      "--listen", f"{HOST}:{self.port}",
                      "--statsd", self.statsd], "vrypt")
         self._wait_listening()
@@ -540,8 +543,13 @@ def memory_phase(ctx, results):
     # listens, no request. nginx preallocates its connection array, so it gets
     # a common worker_connections (1024) here rather than the 11k it needs to
     # hold the idle connections below.
-    for make in (lambda p: Nginx(ctx, p, IDLE_NGINX_CONNS),
-                 lambda p: Vrypt(ctx, p)):
+    makers = [lambda p: Nginx(ctx, p, IDLE_NGINX_CONNS), lambda p: Vrypt(ctx, p)]
+    if ctx.static_bin:
+        # The static musl build is what the container images and musl tarballs ship;
+        # it maps no shared libc, so its RSS is only its own pages.
+        makers.append(lambda p: Vrypt(ctx, p, binary=ctx.static_bin,
+                                      label="vrypt-static"))
+    for make in makers:
         srv = make(free_port())
         try:
             srv.start(http_check=False)
@@ -821,9 +829,16 @@ def build_table(ctx, results):
         nginx_idle = f"{n_mem['rss_kib']:,} (worker {n_mem['worker_kib']:,})"
     ratio = (f"{v_idle / n_mem['rss_kib']:.2f}x"
              if v_idle and n_mem.get("rss_kib") else "n/a")
-    rows.append(("idle RSS, fresh start, KiB", nginx_idle, fmt(v_idle, ",d"),
-                 ratio, "< 1536 KiB",
+    rows.append(("idle RSS, fresh start, KiB (glibc build)", nginx_idle,
+                 fmt(v_idle, ",d"), ratio, "< 1536 KiB",
                  verdict(v_idle, 1536, False, strict=True)))
+    s_idle = mem.get("vrypt-static", {}).get("rss_kib")
+    if s_idle is not None:
+        s_ratio = (f"{s_idle / n_mem['rss_kib']:.2f}x"
+                   if n_mem.get("rss_kib") else "n/a")
+        rows.append(("idle RSS, fresh start, KiB (static musl build)", nginx_idle,
+                     fmt(s_idle, ",d"), s_ratio, "< 1536 KiB",
+                     verdict(s_idle, 1536, False, strict=True)))
     n_pc, v_pc = n_mem.get("per_conn_bytes"), v_mem.get("per_conn_bytes")
     rows.append((f"RSS per idle keep-alive conn ({ctx.idle_conns:,} conns), KiB",
                  fmt(n_pc and n_pc / 1024, ".3f"),
@@ -1009,6 +1024,9 @@ def parse_args(argv):
                    help="idle keep-alive connections (default 10000)")
     p.add_argument("--strace-requests", type=int,
                    help="requests per strace run (default 20000)")
+    p.add_argument("--static-bin", default=None,
+                   help="a static musl build of vrypt-server; its idle RSS is "
+                        "reported too")
     p.add_argument("--server-bin", default=os.path.join(
         REPO_DIR, "target", "release", "vrypt-server"))
     p.add_argument("--out", help="markdown output (default "
@@ -1044,6 +1062,8 @@ class Context:
         self.strace_time_limit = 60
         self.warmup = 1
         self.server_bin = os.path.abspath(args.server_bin)
+        self.static_bin = (os.path.abspath(args.static_bin)
+                           if args.static_bin else None)
         self.server_cpu = args.server_cpu
         self.client_cpu = args.client_cpu
         self.command = os.environ.get(

@@ -112,6 +112,17 @@ if [ -z "$server_bin" ]; then
   echo "building: cargo build --release"
   cargo build --release
   server_bin="${CARGO_TARGET_DIR:-target}/release/vrypt-server"
+  # The static musl build (what the images ship) for the idle-RSS figure: a glibc
+  # build's RSS includes ~1.3 MiB of shared libc.so pages.
+  if [ "$(uname -m)" = x86_64 ]; then
+    rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl ||
+      rustup target add x86_64-unknown-linux-musl
+    echo "building: cargo build --release --target x86_64-unknown-linux-musl (static)"
+    CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld \
+      CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C link-self-contained=yes" \
+      cargo build --release --target x86_64-unknown-linux-musl
+    args+=(--static-bin "${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/release/vrypt-server")
+  fi
 fi
 
 # --- run -------------------------------------------------------------------

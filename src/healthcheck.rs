@@ -15,10 +15,6 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// The URL checked when none is given.
-pub const DEFAULT_URL: &str = "http://127.0.0.1:8080/";
-/// The timeout used when none is given.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest status line accepted, in bytes.
 const MAX_STATUS_LINE: usize = 1024;
 

@@ -20,7 +20,7 @@
 //!
 //! Counters are sent every interval **even when their delta is 0**: Graphite then
 //! draws a continuous line at zero instead of a gap, and a reader can tell "idle"
-//! from "metrics lost". One flush is about 450 bytes and fits one datagram.
+//! from "metrics lost". One flush is about 330 bytes and fits one datagram.
 //! With `tags`, every line ends with DogStatsD tags `|#k:v,k2:v2`.
 //!
 //! Lines are packed several to a datagram, separated by `\n`, and no datagram is
