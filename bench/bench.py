@@ -126,12 +126,12 @@ CHILDREN = Children()
 # /proc helpers
 
 
-def proc_stat_ticks(pid):
-    """utime+stime of a process (all its threads, live and exited), in ticks."""
+def proc_stat_ticks(pid, user_only=False):
+    """utime+stime (or utime alone) of a process (all its threads), in ticks."""
     with open(f"/proc/{pid}/stat") as f:
         data = f.read()
     fields = data[data.rindex(")") + 2:].split()
-    return int(fields[11]) + int(fields[12])
+    return int(fields[11]) + (0 if user_only else int(fields[12]))
 
 
 def proc_rss_kib(pid):
@@ -218,8 +218,8 @@ class Server:
         """Processes whose CPU time and memory belong to this server."""
         return [self.proc.pid]
 
-    def cpu_ticks(self):
-        return sum(proc_stat_ticks(p) for p in self.pids())
+    def cpu_ticks(self, user_only=False):
+        return sum(proc_stat_ticks(p, user_only) for p in self.pids())
 
     def rss_kib(self):
         return sum(proc_rss_kib(p) for p in self.pids())
@@ -416,14 +416,20 @@ def measured_run(ctx, server, conns, duration, pipeline=1, close=False):
     """One wrk run against server with its CPU time measured over the run."""
     server.check_alive("the previous run")
     before = server.cpu_ticks()
+    user_before = server.cpu_ticks(user_only=True)
     res = run_wrk(ctx, server.port, conns, duration, pipeline, close)
     after = server.cpu_ticks()
+    user_after = server.cpu_ticks(user_only=True)
     server.check_alive("the run")
     seconds = res["duration_us"] / 1e6
     reqs = res["requests"]
     return {
         "rps": reqs / seconds if seconds else 0.0,
         "cpu_us": (after - before) / CLK_TCK * 1e6 / reqs if reqs else None,
+        # User-space share: what the server's own code costs, without the kernel's
+        # TCP work (which dominates on loopback and is the same for both servers).
+        "user_us": ((user_after - user_before) / CLK_TCK * 1e6 / reqs
+                    if reqs else None),
         "p99_ms": res["p99_us"] / 1000.0,
         "requests": reqs,
         "errors": res["socket_errors"] + res["status"],
@@ -711,7 +717,7 @@ def warm_up(ctx, server):
 def record(ctx, results, rnd, key, label, server, res):
     results["runs"].append({"round": rnd, "scenario": key,
                             "server": server.label, **{
-                                k: res[k] for k in ("rps", "cpu_us", "p99_ms",
+                                k: res[k] for k in ("rps", "cpu_us", "user_us", "p99_ms",
                                                     "requests", "errors")}})
     cpu = f"{res['cpu_us']:.2f}" if res["cpu_us"] is not None else "-"
     log(f"   [{rnd}] {label:<31} {server.label:<13} {res['rps']:>10,.0f} req/s "
@@ -818,6 +824,11 @@ def build_table(ctx, results):
                      fmt(r_rps, ".2f", "x"), t_rps, res_rps))
         rows.append((f"{label}: server CPU us/req", fmt(n_cpu, ".2f"),
                      fmt(v_cpu, ".2f"), fmt(r_cpu, ".2f", "x"), t_cpu, res_cpu))
+        n_usr, v_usr = med(key, "nginx", "user_us"), med(key, "vrypt", "user_us")
+        rows.append((f"{label}: of which user-space us/req", fmt(n_usr, ".2f"),
+                     fmt(v_usr, ".2f"),
+                     fmt(v_usr / n_usr if n_usr and v_usr is not None else None,
+                         ".2f", "x"), "", ""))
         rows.append((f"{label}: p99 latency ms", fmt(n_p99, ".2f"),
                      fmt(v_p99, ".2f"), fmt(r_p99, ".2f", "x"), t_p99, res_p99))
 

@@ -5,9 +5,9 @@
 //! Inputs come from a seeded generator (reproducible) that mixes well-formed
 //! requests, framing headers, chunked bodies, mutations and raw noise.
 
-use vrypt_server::http::{parse_head, ResponseSpec, Status, Templates};
-use vrypt_server::metrics::{Snapshot, WorkerCounters};
-use vrypt_server::server::conn::{process, Ctx, Phase};
+use vrypt_server::http::{parse_head, Status};
+use vrypt_server::metrics::Snapshot;
+use vrypt_server::server::conn::{replay, Phase};
 
 /// xorshift64*: small, fast, deterministic.
 struct Rng(u64);
@@ -83,38 +83,13 @@ struct Outcome {
     counters: Snapshot,
 }
 
-/// Feeds `data` in the pieces given by `cuts`, keeping unused bytes as the worker does.
 fn feed(data: &[u8], cuts: &[usize], max_head: usize) -> Outcome {
-    let templates = Templates::new(&ResponseSpec::default(), 0);
-    let counters = [WorkerCounters::default()];
-    let mut out = Vec::new();
-    let mut phase = Phase::Head;
-    let mut pending: Vec<u8> = Vec::new();
-    let mut start = 0;
-    for &end in cuts.iter().chain(std::iter::once(&data.len())) {
-        pending.extend_from_slice(&data[start..end]);
-        start = end;
-        let mut ctx = Ctx {
-            templates: &templates,
-            out: &mut out,
-            counters: &counters[0],
-            max_head,
-            draining: false,
-            unclean_close: false,
-        };
-        let used = process(&mut phase, &pending, &mut ctx);
-        pending.drain(..used);
-        assert!(
-            pending.len() <= max_head,
-            "kept {} bytes, more than the head limit",
-            pending.len()
-        );
-    }
+    let (out, phase, leftover, counters) = replay(data, cuts, max_head);
     Outcome {
         out,
         phase,
-        leftover: pending,
-        counters: Snapshot::sum(&counters),
+        leftover,
+        counters,
     }
 }
 

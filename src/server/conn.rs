@@ -198,9 +198,7 @@ pub fn process(phase: &mut Phase, data: &[u8], ctx: &mut Ctx<'_>) -> usize {
                     return pos;
                 }
                 let owed = *owed;
-                finish_body(phase, owed, ctx);
-                if *phase == Phase::Closing {
-                    ctx.unclean_close |= pos < data.len();
+                if finish_body(phase, owed, ctx, pos < data.len()) {
                     return data.len();
                 }
             }
@@ -211,9 +209,7 @@ pub fn process(phase: &mut Phase, data: &[u8], ctx: &mut Ctx<'_>) -> usize {
                         return pos;
                     }
                     let owed = *owed;
-                    finish_body(phase, owed, ctx);
-                    if *phase == Phase::Closing {
-                        ctx.unclean_close |= pos < data.len();
+                    if finish_body(phase, owed, ctx, pos < data.len()) {
                         return data.len();
                     }
                 }
@@ -233,18 +229,65 @@ pub fn process(phase: &mut Phase, data: &[u8], ctx: &mut Ctx<'_>) -> usize {
 }
 
 /// The content of a request is skipped: answer it if not done yet, then go on.
-fn finish_body(phase: &mut Phase, owed: Option<Owed>, ctx: &mut Ctx<'_>) {
+/// Returns whether the connection is now closing; `more_input` says whether bytes
+/// follow, which are then left unread.
+fn finish_body(phase: &mut Phase, owed: Option<Owed>, ctx: &mut Ctx<'_>, more_input: bool) -> bool {
     let keep = match owed {
         Some(o) => ctx.respond(o),
         None => !ctx.draining,
     };
     *phase = if keep { Phase::Head } else { Phase::Closing };
+    ctx.unclean_close |= !keep && more_input;
+    !keep
+}
+
+/// Test support: feeds `data` to [`process`] in the pieces that end at `cuts`,
+/// keeping unused bytes as the worker does, and returns the responses, the final
+/// phase, the bytes still held and the counters. Used by the property test and the
+/// fuzz target to compare a split stream with the same stream read whole.
+#[doc(hidden)]
+pub fn replay(
+    data: &[u8],
+    cuts: &[usize],
+    max_head: usize,
+) -> (Vec<u8>, Phase, Vec<u8>, crate::metrics::Snapshot) {
+    let templates = Templates::new(&crate::http::ResponseSpec::default(), 0);
+    let counters = [WorkerCounters::default()];
+    let mut out = Vec::new();
+    let mut phase = Phase::Head;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut start = 0;
+    for &end in cuts.iter().chain(std::iter::once(&data.len())) {
+        let end = end.clamp(start, data.len());
+        pending.extend_from_slice(&data[start..end]);
+        start = end;
+        let mut ctx = Ctx {
+            templates: &templates,
+            out: &mut out,
+            counters: &counters[0],
+            max_head,
+            draining: false,
+            unclean_close: false,
+        };
+        let used = process(&mut phase, &pending, &mut ctx);
+        pending.drain(..used);
+        assert!(
+            pending.len() <= max_head,
+            "kept {} bytes, more than the head limit",
+            pending.len()
+        );
+    }
+    (
+        out,
+        phase,
+        pending,
+        crate::metrics::Snapshot::sum(&counters),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::ResponseSpec;
 
     struct Run {
         out: Vec<u8>,
@@ -253,22 +296,12 @@ mod tests {
     }
 
     fn run(data: &[u8]) -> Run {
-        let templates = Templates::new(&ResponseSpec::default(), 0);
-        let counters = WorkerCounters::default();
-        let mut out = Vec::new();
-        let mut phase = Phase::Head;
-        let used = {
-            let mut ctx = Ctx {
-                templates: &templates,
-                out: &mut out,
-                counters: &counters,
-                max_head: 8192,
-                draining: false,
-                unclean_close: false,
-            };
-            process(&mut phase, data, &mut ctx)
-        };
-        Run { out, phase, used }
+        let (out, phase, pending, _) = replay(data, &[], 8192);
+        Run {
+            out,
+            phase,
+            used: data.len() - pending.len(),
+        }
     }
 
     fn statuses(out: &[u8]) -> Vec<String> {
