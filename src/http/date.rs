@@ -86,7 +86,9 @@ pub fn unix_now_coarse() -> i64 {
     // SAFETY: `ts` is a valid, writable timespec and CLOCK_REALTIME_COARSE is a valid clock id.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
     if rc == 0 {
-        ts.tv_sec
+        // time_t is 32 bits on some 32-bit targets we ship.
+        #[allow(clippy::useless_conversion)]
+        i64::from(ts.tv_sec)
     } else {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
