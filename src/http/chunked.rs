@@ -101,6 +101,16 @@ impl ChunkedDecoder {
 
     /// Consumes bytes from `buf` and returns how many belong to the chunked content.
     /// When [`is_done`](Self::is_done) afterwards, the rest of `buf` is the next request.
+    ///
+    /// ```
+    /// use vrypt_server::http::ChunkedDecoder;
+    ///
+    /// let mut d = ChunkedDecoder::new(8192);
+    /// assert_eq!(d.feed(b"5\r\nhel"), Ok(6));
+    /// assert!(!d.is_done());
+    /// assert_eq!(d.feed(b"lo\r\n0\r\n\r\nGET / HTTP/1.1"), Ok(9));
+    /// assert!(d.is_done());
+    /// ```
     pub fn feed(&mut self, buf: &[u8]) -> Result<usize, ChunkError> {
         let mut i = 0;
         while i < buf.len() {

@@ -176,6 +176,16 @@ struct Fields {
 /// `max_head` bounds the head (request line plus header section). A head longer than
 /// that is refused with [`Error::HeadTooLarge`], or [`Error::TargetTooLong`] when the
 /// request line alone is too long, whether or not it has been received completely.
+///
+/// ```
+/// use vrypt_server::http::{parse_head, Body, Status};
+///
+/// let req = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc";
+/// assert_eq!(parse_head(&req[..20], 8192), Ok(Status::Partial));
+/// let Ok(Status::Complete(head)) = parse_head(req, 8192) else { panic!() };
+/// assert_eq!((head.len, head.body, head.keep_alive), (req.len() - 3, Body::Length(3), true));
+/// assert_eq!(parse_head(b"GET / HTTP/2.0\r\n\r\n", 8192).unwrap_err().status(), 505);
+/// ```
 pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Status, Error> {
     // Only look at max_head + 1 bytes: anything beyond is over the limit anyway.
     let limit_hit = buf.len() > max_head;
