@@ -1,0 +1,79 @@
+# vrypt-server container image: one static musl binary on an empty (scratch) filesystem.
+#
+# Two ways to get the binary in, picked with the BINARY build argument:
+#
+#   docker build .                                  BINARY=source (default): compile from this
+#                                                   checkout in a builder stage
+#   docker build --build-arg BINARY=prebuilt .      copy dist/<arch>/vrypt-server, e.g. the
+#                                                   release binaries (the release workflow does this)
+#
+# Multi-arch: linux/amd64, linux/386, linux/arm64, linux/arm/v7, e.g.
+#   docker buildx build --platform linux/amd64,linux/386,linux/arm64,linux/arm/v7 .
+# The builder always runs on the build machine's own platform and cross-compiles to the
+# target's musl triple, so no CPU emulation is involved in compiling.
+#
+# Prebuilt layout (BINARY=prebuilt), one directory per platform, named TARGETARCH+TARGETVARIANT:
+#   dist/amd64/vrypt-server   dist/386/vrypt-server   dist/arm64/vrypt-server   dist/armv7/vrypt-server
+
+# "source" or "prebuilt": which stage the final image starts from (only that one is built).
+ARG BINARY=source
+ARG RUST_VERSION=1.95
+
+
+# ---- builder: cross-compile on the build platform --------------------------------------------
+FROM --platform=$BUILDPLATFORM docker.io/library/rust:${RUST_VERSION}-slim-bookworm AS build
+ARG TARGETPLATFORM
+WORKDIR /src
+# Map the platform to its musl triple and install that target's standard library. Rust's musl
+# targets ship musl's crt objects and libc.a ("self-contained"), so the bundled rust-lld links a
+# fully static binary without any C cross toolchain (the crate has no C code).
+RUN case "${TARGETPLATFORM}" in \
+      linux/amd64)  triple=x86_64-unknown-linux-musl ;; \
+      linux/386)    triple=i686-unknown-linux-musl ;; \
+      linux/arm64*) triple=aarch64-unknown-linux-musl ;; \
+      linux/arm/v7) triple=armv7-unknown-linux-musleabihf ;; \
+      *) echo "unsupported platform: ${TARGETPLATFORM}" >&2; exit 1 ;; \
+    esac \
+ && echo "${triple}" >/triple \
+ && rustup target add "${triple}"
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target,sharing=locked \
+    triple="$(cat /triple)" \
+ && cargo build --release --locked --target "${triple}" \
+      --config "target.${triple}.linker='rust-lld'" \
+      --config "target.${triple}.rustflags=['-Ctarget-feature=+crt-static','-Clink-self-contained=yes']" \
+ && cp "target/${triple}/release/vrypt-server" /vrypt-server
+
+
+# ---- the two ways in: both are scratch plus /vrypt-server ------------------------------------
+FROM scratch AS source
+COPY --from=build /vrypt-server /vrypt-server
+
+FROM scratch AS prebuilt
+ARG TARGETARCH
+ARG TARGETVARIANT
+COPY dist/${TARGETARCH}${TARGETVARIANT}/vrypt-server /vrypt-server
+
+
+# ---- final image ------------------------------------------------------------------------------
+FROM ${BINARY}
+# CI passes the release version and docker/metadata-action adds revision and created labels.
+ARG VERSION=dev
+LABEL org.opencontainers.image.title="vrypt-server" \
+      org.opencontainers.image.description="Tiny, very fast HTTP/1.1 static responder for Linux" \
+      org.opencontainers.image.url="https://github.com/vrypt/vrypt-server" \
+      org.opencontainers.image.source="https://github.com/vrypt/vrypt-server" \
+      org.opencontainers.image.documentation="https://github.com/vrypt/vrypt-server#readme" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.vendor="vrypt" \
+      org.opencontainers.image.version="${VERSION}"
+# Numeric ids, so runtimes can check runAsNonRoot without an /etc/passwd (there is none).
+USER 65532:65532
+EXPOSE 8080
+# The binary is PID 1: it handles SIGTERM itself (graceful drain, exit 0), so no init is needed.
+# The health check is the same binary: GET http://127.0.0.1:8080/ (its default URL), giving up
+# after 2 s, before the runtime's own 3 s timeout would kill it.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=2s --retries=3 \
+  CMD ["/vrypt-server", "healthcheck", "--timeout", "2s"]
+ENTRYPOINT ["/vrypt-server"]
