@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The `cargo` that `dist build` runs (dist honours the CARGO environment variable).
+#
+# Why it exists: dist builds a target of the host's own architecture with plain `cargo build`
+# and every other Linux target with `cargo zigbuild --target <triple>`. Neither pins the glibc
+# version: the binaries then need whatever glibc the build machine has (GLIBC_2.34 from Debian 12
+# or Ubuntu 22.04). dist has no setting for that (its `min-glibc-version` only tells the
+# installer what to expect), but cargo-zigbuild links against any glibc version named as a
+# suffix of the triple. So for every `*-linux-gnu*` build this wrapper runs
+#   cargo zigbuild --target <triple>.<VRYPT_MIN_GLIBC, default 2.17>
+# which writes to the same target/<triple>/ directory dist expects. Everything else (`cargo
+# metadata`, `cargo -vV`, musl builds) goes to the real cargo unchanged, with one exception:
+#
+# armv7-unknown-linux-musleabihf on a toolchain that has no rust-std for it (some mirrors lack
+# it; GitHub's runners have it) is built with nightly `-Zbuild-std`, and zig supplies musl's
+# start files (`-Clink-self-contained=no`), since the self-contained ones come with rust-std.
+#
+# Used by .github/build-setup.yml (GitHub release workflow) and scripts/release-check.sh.
+set -euo pipefail
+
+real_cargo=${VRYPT_REAL_CARGO:-cargo}
+min_glibc=${VRYPT_MIN_GLIBC:-2.17}
+# cargo-zigbuild runs "$CARGO" itself: it must find the real cargo, not this wrapper.
+unset CARGO
+
+args=("$@")
+subcommand_index=-1
+target_index=-1
+for i in "${!args[@]}"; do
+  case "${args[i]}" in
+    build | zigbuild) if ((subcommand_index < 0)); then subcommand_index=$i; fi ;;
+    --target) target_index=$((i + 1)) ;;
+  esac
+done
+
+if ((subcommand_index < 0 || target_index < 0 || target_index >= ${#args[@]})); then
+  exec "$real_cargo" "$@"
+fi
+
+target=${args[target_index]}
+case "$target" in
+  *-linux-gnu*.[0-9]*)
+    # A glibc version is already given; just make sure zig links it.
+    args[subcommand_index]=zigbuild
+    ;;
+  *-linux-gnu*)
+    args[subcommand_index]=zigbuild
+    args[target_index]="$target.$min_glibc"
+    ;;
+  armv7-unknown-linux-musleabihf)
+    sysroot=$(rustc --print sysroot)
+    if [ ! -d "$sysroot/lib/rustlib/$target/lib" ]; then
+      echo "dist-cargo: no rust-std for $target in $sysroot; using nightly -Zbuild-std" >&2
+      export RUSTUP_TOOLCHAIN=nightly
+      rustflags=${RUSTFLAGS:-}
+      export RUSTFLAGS="${rustflags//-Clink-self-contained=yes/} -Clink-self-contained=no"
+      args[subcommand_index]=zigbuild
+      args+=("-Zbuild-std=std,panic_abort")
+    fi
+    ;;
+esac
+
+echo "dist-cargo: $real_cargo ${args[*]}" >&2
+exec "$real_cargo" "${args[@]}"
