@@ -8,7 +8,7 @@
 //! - [`http`]: parsing request heads, skipping bodies, response bytes, dates (no I/O);
 //! - [`server`]: listeners, the worker loop, connection state, timers, buffer pool;
 //! - [`metrics`]: per-worker counters and the StatsD pusher;
-//! - [`config`]: command line and environment; [`shutdown`]: signals; [`log`];
+//! - [`config`]: command line and environment; [`shutdown`]: signals; [`mod@log`]: log lines;
 //! - [`healthcheck`]: the built-in HTTP probe for images without a shell.
 //!
 //! `unsafe` is confined to a few libc calls (signals, clocks, resource limits), each

@@ -1,6 +1,6 @@
 //! Response bytes, built once at start and patched only to refresh `Date`.
 //!
-//! Every answer the server can give is a [`Template`]: the complete response bytes
+//! Every answer the server can give is a template: the complete response bytes
 //! with the offset of the 29-byte date inside. A worker owns its own copy of the
 //! [`Templates`] and rewrites the date in place at most once per second, so the
 //! request path only copies bytes that already exist.
