@@ -48,7 +48,10 @@ pub struct Conn {
     /// Output the kernel has not accepted yet (a pooled buffer) and how much of it is sent.
     pub output: Option<Vec<u8>>,
     pub output_sent: usize,
-    /// Write interest is registered.
+    /// The stream is in the worker's epoll set (it is not until the first read
+    /// after accept has been tried).
+    pub registered: bool,
+    /// Write interest is wanted (and registered, once `registered`).
     pub write_interest: bool,
     /// Closing must linger: input may still arrive after the final response.
     pub linger_needed: bool,
@@ -65,6 +68,7 @@ impl Conn {
             input_len: 0,
             output: None,
             output_sent: 0,
+            registered: false,
             write_interest: false,
             linger_needed: false,
             lingered: 0,

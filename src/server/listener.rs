@@ -23,6 +23,9 @@ fn socket_for(addr: &SocketAddr, reuse_port: bool) -> io::Result<Socket> {
     socket.set_reuse_address(true)?;
     if reuse_port {
         socket.set_reuse_port(true)?;
+        // Accepted sockets inherit TCP_NODELAY from the listener, which saves a
+        // setsockopt call per connection.
+        socket.set_tcp_nodelay(true)?;
     }
     if addr.is_ipv6() && addr.ip().is_unspecified() {
         // Dual-stack: IPv4 clients arrive as ::ffff:a.b.c.d on the same socket.
@@ -98,4 +101,37 @@ pub fn somaxconn() -> Option<i32> {
         .trim()
         .parse()
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_sockets_inherit_nodelay_and_workers_share_the_port() {
+        let bound = bind(&Listen::Exact("127.0.0.1:0".parse().unwrap()), 2, 16).unwrap();
+        assert_eq!(bound.listeners.len(), 2);
+        assert_ne!(bound.addr.port(), 0);
+        for l in &bound.listeners {
+            assert_eq!(l.local_addr().unwrap(), bound.addr);
+            l.set_nonblocking(false).unwrap();
+        }
+        let _client = std::net::TcpStream::connect(bound.addr).unwrap();
+        // SO_REUSEPORT hashes the connection to one of the two listeners.
+        for l in &bound.listeners {
+            l.set_nonblocking(true).unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let accepted = loop {
+            if let Some(s) = bound.listeners.iter().find_map(|l| l.accept().ok()) {
+                break s.0;
+            }
+            assert!(std::time::Instant::now() < deadline, "nothing accepted");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        assert!(
+            accepted.nodelay().unwrap(),
+            "TCP_NODELAY not inherited from the listener"
+        );
+    }
 }

@@ -251,12 +251,12 @@ impl Worker {
         }
     }
 
-    fn add_conn(&mut self, mut stream: TcpStream) {
+    fn add_conn(&mut self, stream: TcpStream) {
         if self.shared.max_connections != 0 {
             self.shared.open.fetch_add(1, Ordering::Relaxed);
         }
         bump(&self.counters().connections_accepted, 1);
-        let _ = stream.set_nodelay(true);
+        // TCP_NODELAY is inherited from the listening socket: no setsockopt here.
         let idx = match self.free_slots.pop() {
             Some(i) => i,
             None => {
@@ -264,24 +264,39 @@ impl Worker {
                 self.conns.len() - 1
             }
         };
-        if let Err(e) =
-            self.poll
-                .registry()
-                .register(&mut stream, Token(idx + FIRST_CONN), Interest::READABLE)
-        {
-            crate::log!(
-                Level::Debug,
-                "register_failed",
-                "error={}",
-                crate::log::quote(&e.to_string())
-            );
-            self.free_slots.push(idx);
-            self.closed_accounting();
-            return;
-        }
         self.conns[idx] = Some(Conn::new(stream));
         self.live += 1;
         self.timers.arm(idx, TimerKind::Header, self.now);
+        // Clients usually send their request right after connecting: read it now. A
+        // request that closes the connection is then answered and closed without the
+        // connection ever being added to epoll.
+        self.on_readable(idx, false);
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if !conn.registered {
+            let interest = if conn.write_interest {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            // Input that arrived since the read above is reported by the registration itself.
+            let token = Token(idx + FIRST_CONN);
+            if let Err(e) = self
+                .poll
+                .registry()
+                .register(&mut conn.stream, token, interest)
+            {
+                crate::log!(
+                    Level::Debug,
+                    "register_failed",
+                    "error={}",
+                    crate::log::quote(&e.to_string())
+                );
+                return self.close(idx);
+            }
+            conn.registered = true;
+        }
     }
 
     fn closed_accounting(&mut self) {
@@ -533,17 +548,20 @@ impl Worker {
         }
         let pending = conn.pending_output() > 0;
         if pending != conn.write_interest {
-            let interest = if pending {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            if poll
-                .registry()
-                .reregister(&mut conn.stream, Token(idx + FIRST_CONN), interest)
-                .is_err()
-            {
-                return self.close(idx);
+            // A connection not registered yet gets its interest when it is registered.
+            if conn.registered {
+                let interest = if pending {
+                    Interest::READABLE | Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                if poll
+                    .registry()
+                    .reregister(&mut conn.stream, Token(idx + FIRST_CONN), interest)
+                    .is_err()
+                {
+                    return self.close(idx);
+                }
             }
             conn.write_interest = pending;
         }
