@@ -257,7 +257,14 @@ fn graceful_shutdown_finishes_in_flight_requests() {
     assert_eq!((r.status, r.header("Connection")), (200, Some("close")));
     let status = s.wait_exit(Duration::from_secs(5)).expect("server exited");
     assert_eq!(status.code(), Some(0), "{}", s.log_text());
-    assert!(s.log_text().contains("event=shutdown_complete"));
+    let log = s.log_text();
+    for phase in [
+        "event=shutdown_started signal=SIGTERM",
+        "event=shutdown_draining",
+        "event=shutdown_complete",
+    ] {
+        assert!(log.contains(phase), "no '{phase}' line in: {log}");
+    }
 }
 
 #[test]

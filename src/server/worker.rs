@@ -662,8 +662,8 @@ impl Worker {
             }
         }
         crate::log!(
-            Level::Debug,
-            "worker_draining",
+            Level::Info,
+            "shutdown_draining",
             "worker={} open_connections={}",
             self.id,
             self.live
