@@ -143,16 +143,8 @@ fn with_nofile(cmd: &mut std::process::Command, n: u64) -> &mut std::process::Co
 #[test]
 fn descriptor_exhaustion_neither_spins_nor_stops_accepting() {
     let mut cmd = command();
-    cmd.args([
-        "--listen",
-        "127.0.0.1:0",
-        "--workers",
-        "1",
-        "--statsd",
-        "off",
-        "--idle-timeout",
-        "30s",
-    ]);
+    cmd.args(common::LOCAL_ONE_WORKER)
+        .args(["--idle-timeout", "30s"]);
     let s = Server::start_with(with_nofile(&mut cmd, 32));
     // Hold more connections than the server has descriptors.
     let mut held = Vec::new();

@@ -19,6 +19,16 @@ pub struct Server {
     pub log: Arc<Mutex<String>>,
 }
 
+/// 127.0.0.1 on a kernel-chosen port, one worker, no StatsD: the base of most tests.
+pub const LOCAL_ONE_WORKER: [&str; 6] = [
+    "--listen",
+    "127.0.0.1:0",
+    "--workers",
+    "1",
+    "--statsd",
+    "off",
+];
+
 /// A command for the binary with a clean environment (no VRYPT_* or PORT from the caller).
 pub fn command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vrypt-server"));
@@ -34,18 +44,7 @@ impl Server {
     /// Starts the server on 127.0.0.1 with a kernel-chosen port, one worker and no
     /// StatsD, plus `args`.
     pub fn start(args: &[&str]) -> Server {
-        Server::start_with(
-            command()
-                .args([
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--workers",
-                    "1",
-                    "--statsd",
-                    "off",
-                ])
-                .args(args),
-        )
+        Server::start_with(command().args(LOCAL_ONE_WORKER).args(args))
     }
 
     /// Starts a prepared command and waits for its `event=listening` line.

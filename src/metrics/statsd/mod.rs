@@ -285,12 +285,7 @@ mod tests {
         while Instant::now() < deadline && !enough(&lines) {
             if let Ok(n) = sock.recv(&mut buf) {
                 assert!(n <= MAX_DATAGRAM);
-                lines.extend(
-                    std::str::from_utf8(&buf[..n])
-                        .unwrap()
-                        .split('\n')
-                        .map(str::to_string),
-                );
+                lines.extend(datagram_lines(&buf[..n]));
             }
         }
         lines
@@ -302,14 +297,17 @@ mod tests {
         let mut lines = Vec::new();
         let mut buf = [0u8; 2048];
         while let Ok(n) = sock.recv(&mut buf) {
-            lines.extend(
-                std::str::from_utf8(&buf[..n])
-                    .unwrap()
-                    .split('\n')
-                    .map(str::to_string),
-            );
+            lines.extend(datagram_lines(&buf[..n]));
         }
         lines
+    }
+
+    /// The StatsD lines of one datagram.
+    fn datagram_lines(datagram: &[u8]) -> impl Iterator<Item = String> + '_ {
+        std::str::from_utf8(datagram)
+            .unwrap()
+            .split('\n')
+            .map(str::to_string)
     }
 
     fn sum_of(lines: &[String], name: &str) -> u64 {
