@@ -1,16 +1,16 @@
 //! StatsD output of the real binary, read by a UDP listener on a free port.
 //!
-//! Each test starts `vrypt-server` on a free 127.0.0.1 port with a short
+//! Each test starts `vrypt-server` on a kernel-chosen 127.0.0.1 port with a short
 //! `--statsd-interval`, sends a known number of requests over raw sockets and
 //! checks what arrives: counters summed over every datagram equal what was sent,
 //! gauges are plausible, datagrams respect the size limit, and a dead or
 //! unresolvable collector neither crashes the server nor floods its log.
 
+mod common;
+
+use common::Server;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::net::UdpSocket;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -34,165 +34,39 @@ const METRICS: [(&str, &str); 13] = [
 ];
 
 // ---------------------------------------------------------------------------
-// A running server.
+// A running server and a minimal HTTP/1.1 load.
 
-struct Server {
-    child: Child,
-    port: u16,
-    log: Arc<Mutex<Vec<String>>>,
+/// Starts the binary on a kernel-chosen 127.0.0.1 port with two workers and `args`.
+fn start(args: &[&str]) -> Server {
+    Server::start_with(
+        common::command()
+            .args(["--listen", "127.0.0.1:0", "--workers", "2"])
+            .args(args),
+    )
 }
-
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Server {
-    /// Starts the binary on a free port with `args` and waits for `event=listening`.
-    fn start(args: &[&str]) -> Server {
-        let port = free_tcp_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vrypt-server"));
-        cmd.args(["--listen", &listen, "--workers", "2"]).args(args);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("VRYPT_") || k == "PORT" {
-                cmd.env_remove(k);
-            }
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let mut stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        thread::spawn(move || {
-            let mut all = Vec::new();
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                all.extend_from_slice(&buf[..n]);
-                while let Some(i) = all.iter().position(|&b| b == b'\n') {
-                    let line: Vec<u8> = all.drain(..=i).collect();
-                    sink.lock()
-                        .unwrap()
-                        .push(String::from_utf8_lossy(&line).trim_end().to_string());
-                }
-            }
-        });
-        let mut server = Server { child, port, log };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if server.log().iter().any(|l| l.contains("event=listening")) {
-                return server;
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!(
-                    "vrypt-server exited with {status} before listening; stderr:\n{}",
-                    server.log().join("\n")
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no event=listening within 10 s; stderr:\n{}",
-                server.log().join("\n")
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// SIGTERM, then waits up to `limit` for the exit.
-    fn stop(&mut self, limit: Duration) -> ExitStatus {
-        let pid = self.child.id() as libc::pid_t;
-        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no exit within {limit:?} of SIGTERM; stderr:\n{}",
-                self.log().join("\n")
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-// ---------------------------------------------------------------------------
-// A minimal HTTP/1.1 client.
 
 /// Sends `per_conn` keep-alive requests on each of `conns` connections, one
 /// after another, checks every answer is a 200, closes the connections and
 /// returns the number of bytes received.
-fn load(port: u16, conns: usize, per_conn: usize) -> u64 {
+fn load(server: &Server, conns: usize, per_conn: usize) -> u64 {
     let mut received = 0u64;
     for _ in 0..conns {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.set_nodelay(true).unwrap();
-        let mut buf = Vec::new();
+        let mut client = server.connect();
         for _ in 0..per_conn {
-            s.write_all(b"GET /metrics-test HTTP/1.1\r\nHost: test\r\n\r\n")
-                .unwrap();
-            let (status, len) = read_response(&mut s, &mut buf);
-            assert_eq!(status, 200);
-            received += len as u64;
+            client.send(b"GET /metrics-test HTTP/1.1\r\nHost: test\r\n\r\n");
+            let response = client.response(false);
+            response
+                .header("content-length")
+                .expect("no Content-Length");
+            assert_eq!(response.status, 200);
+            received += response.wire_len as u64;
         }
-        assert!(buf.is_empty(), "unexpected extra bytes after the responses");
+        assert!(
+            client.buffered().is_empty(),
+            "unexpected extra bytes after the responses"
+        );
     }
     received
-}
-
-/// Reads one response from `s` (with `buf` holding bytes already read) and
-/// returns its status and total length in bytes.
-fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> (u16, usize) {
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = s.read(&mut chunk).unwrap();
-        assert!(n > 0, "connection closed in the middle of a response");
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let body_len: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().unwrap())
-        })
-        .expect("no Content-Length");
-    while buf.len() < head_end + body_len {
-        let n = s.read(&mut chunk).unwrap();
-        assert!(n > 0, "connection closed in the middle of a body");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    buf.drain(..head_end + body_len);
-    (status, head_end + body_len)
 }
 
 // ---------------------------------------------------------------------------
@@ -329,10 +203,10 @@ fn counters_sum_exactly_to_the_requests_sent() {
     const SENT: u64 = (CONNS * PER_CONN) as u64;
     let mut c = Collector::bind("127.0.0.1:0");
     let statsd = format!("127.0.0.1:{}", c.port());
-    let mut server = Server::start(&["--statsd", &statsd, "--statsd-interval", "200ms"]);
+    let mut server = start(&["--statsd", &statsd, "--statsd-interval", "200ms"]);
 
     let started = Instant::now();
-    let received = load(server.port, CONNS, PER_CONN);
+    let received = load(&server, CONNS, PER_CONN);
     let load_time = started.elapsed();
 
     c.receive_until(Duration::from_secs(10), "all requests and closes", |c| {
@@ -415,8 +289,8 @@ fn final_flush_reports_requests_counted_just_before_shutdown() {
     let mut c = Collector::bind("127.0.0.1:0");
     let statsd = format!("127.0.0.1:{}", c.port());
     // A long interval: only the final flush at shutdown can report these.
-    let mut server = Server::start(&["--statsd", &statsd, "--statsd-interval", "1m"]);
-    load(server.port, 1, 37);
+    let mut server = start(&["--statsd", &statsd, "--statsd-interval", "1m"]);
+    load(&server, 1, 37);
     let status = server.stop(Duration::from_secs(10));
     assert!(status.success(), "{status}");
     c.receive_until(Duration::from_secs(2), "final flush", |c| {
@@ -430,7 +304,7 @@ fn final_flush_reports_requests_counted_just_before_shutdown() {
 fn host_names_prefix_and_tags() {
     let mut c = Collector::bind("127.0.0.1:0");
     let statsd = format!("localhost:{}", c.port());
-    let mut server = Server::start(&[
+    let mut server = start(&[
         "--statsd",
         &statsd,
         "--statsd-interval",
@@ -440,7 +314,7 @@ fn host_names_prefix_and_tags() {
         "--statsd-tags",
         "env:test,team:edge",
     ]);
-    load(server.port, 2, 10);
+    load(&server, 2, 10);
     c.receive_until(Duration::from_secs(10), "20 requests via localhost", |c| {
         c.sum("edge.eu1.requests") >= 20
     });
@@ -470,18 +344,18 @@ fn dead_or_unresolvable_collector_is_harmless() {
         .local_addr()
         .unwrap();
     for target in [closed.to_string(), "no-such-host.invalid:8125".to_string()] {
-        let mut server = Server::start(&["--statsd", &target, "--statsd-interval", "50ms"]);
+        let mut server = start(&["--statsd", &target, "--statsd-interval", "50ms"]);
         // Serve for ~2 s (40 intervals) while the pusher fails over and over.
         let until = Instant::now() + Duration::from_secs(2);
         let mut rounds = 0;
         while Instant::now() < until && rounds < 200 {
-            load(server.port, 1, 10);
+            load(&server, 1, 10);
             rounds += 1;
             thread::sleep(Duration::from_millis(10));
         }
         let t = Instant::now();
         let status = server.stop(Duration::from_secs(5));
-        let log = server.log();
+        let log = server.log_lines();
         assert!(status.success(), "{target}: {status}\n{}", log.join("\n"));
         assert!(
             t.elapsed() < Duration::from_secs(3),
@@ -517,10 +391,10 @@ fn collector_that_starts_later_is_found() {
         .unwrap()
         .port();
     let statsd = format!("localhost:{port}");
-    let mut server = Server::start(&["--statsd", &statsd, "--statsd-interval", "100ms"]);
+    let mut server = start(&["--statsd", &statsd, "--statsd-interval", "100ms"]);
     thread::sleep(Duration::from_millis(500));
     let mut c = Collector::bind(&format!("127.0.0.1:{port}"));
-    load(server.port, 1, 5);
+    load(&server, 1, 5);
     c.receive_until(
         Duration::from_secs(10),
         "requests after the collector came up",
@@ -528,17 +402,17 @@ fn collector_that_starts_later_is_found() {
     );
     assert_eq!(c.sum("vrypt.requests"), 5);
     assert!(server.stop(Duration::from_secs(10)).success());
-    assert!(statsd_warnings(&server.log()).len() <= 2);
+    assert!(statsd_warnings(&server.log_lines()).len() <= 2);
 }
 
 #[test]
 fn statsd_off_serves_without_a_pusher() {
-    let mut server = Server::start(&["--statsd", "off"]);
-    load(server.port, 1, 3);
+    let mut server = start(&["--statsd", "off"]);
+    load(&server, 1, 3);
     assert!(server.stop(Duration::from_secs(10)).success());
     assert!(
-        statsd_warnings(&server.log()).is_empty(),
+        statsd_warnings(&server.log_lines()).is_empty(),
         "{:?}",
-        server.log()
+        server.log_lines()
     );
 }

@@ -120,8 +120,35 @@ impl Server {
         None
     }
 
+    /// Sends SIGTERM, then waits up to `limit` for the exit; panics with the log if
+    /// the process is still running after that.
+    pub fn stop(&mut self, limit: Duration) -> ExitStatus {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        assert_eq!(unsafe { libc::kill(self.pid(), libc::SIGTERM) }, 0);
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no exit within {limit:?} of SIGTERM; stderr:\n{}",
+                self.log_text()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// The complete (newline-terminated) log lines so far, trailing whitespace removed.
+    pub fn log_lines(&self) -> Vec<String> {
+        let text = self.log_text();
+        let mut lines: Vec<&str> = text.split('\n').collect();
+        lines.pop(); // an unterminated line still being written, or "" after the last '\n'
+        lines.iter().map(|l| l.trim_end().to_string()).collect()
     }
 
     /// Resident memory from /proc, in KiB.
@@ -164,6 +191,8 @@ pub struct Response {
     pub status_line: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Bytes the whole response took on the wire: head plus body.
+    pub wire_len: usize,
 }
 
 impl Response {
@@ -261,7 +290,13 @@ impl Client {
             status_line,
             headers,
             body,
+            wire_len: head_end + len,
         })
+    }
+
+    /// Bytes received but not yet returned as part of a response.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
     }
 
     /// Whether the server closed the connection (EOF or reset) with nothing more sent,
