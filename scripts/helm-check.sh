@@ -26,11 +26,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 pass() { echo "PASS $*"; }
 fail() { echo "FAIL $*"; exit 1; }
 
-apt_install() {
-  echo "helm-check: apt-get install $*" >&2
-  apt-get -o DPkg::Lock::Timeout=600 update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$@" >/dev/null
-}
+# shellcheck source=scripts/lib/install.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/install.sh"
 
 # --- system tools: static busybox for the test image, ss, nsenter/setpriv ---
 need=()

@@ -30,15 +30,8 @@ fail() {
     exit 1
 }
 
-as_root() {
-    if [ "$(id -u)" = 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null; then
-        sudo "$@"
-    else
-        fail "need root (or sudo) to run: $*"
-    fi
-}
+# shellcheck source=scripts/lib/install.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/install.sh"
 
 # --- Debian packages -------------------------------------------------------
 missing=()
@@ -57,9 +50,7 @@ if command -v node >/dev/null && command -v npm >/dev/null; then
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "INFO: installing ${missing[*]}"
-    as_root apt-get -o DPkg::Lock::Timeout=600 update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-        --no-install-recommends "${missing[@]}" >/dev/null
+    apt_install --no-recommends "${missing[@]}"
 fi
 for tool in /usr/bin/python3 /usr/bin/carbon-cache node npm; do
     command -v "$tool" >/dev/null || fail "$tool is missing after the install"

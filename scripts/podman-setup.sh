@@ -10,9 +10,9 @@ need=()
 for tool in podman buildah runc; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
 command -v qemu-aarch64-static >/dev/null 2>&1 || need+=(qemu-user-static binfmt-support)
 if ((${#need[@]})); then
-  echo "podman-setup: installing ${need[*]}" >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  # shellcheck source=scripts/lib/install.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/lib/install.sh"
+  apt_install "${need[@]}"
 fi
 
 VRYPT_PODMAN_DIR=${VRYPT_PODMAN_DIR:-/tmp/vrypt-podman}

@@ -62,18 +62,8 @@ show_log() { tail -n 25 "$1" | sed 's/^/    | /'; }
 
 # ---------------------------------------------------------------------------- setup
 
-apt_updated=0
-apt_install() {
-  local sudo=()
-  ((EUID == 0)) || sudo=(sudo)
-  say "apt-get install $*"
-  if ((apt_updated == 0)); then
-    "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 update -qq
-    apt_updated=1
-  fi
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" >/dev/null
-}
+# shellcheck source=scripts/lib/install.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/install.sh"
 
 setup() {
   local need=()
@@ -85,7 +75,7 @@ setup() {
   command -v xz >/dev/null 2>&1 || need+=(xz-utils)
   command -v curl >/dev/null 2>&1 || need+=(curl)
   command -v git >/dev/null 2>&1 || need+=(git)
-  ((${#need[@]} == 0)) || apt_install "${need[@]}"
+  ((${#need[@]} == 0)) || apt_install --no-recommends "${need[@]}"
 
   # cargo-zigbuild, zig, rust targets, nightly for armv7 musl when needed, host cc, python3.
   "$repo/scripts/build-target.sh" --setup "${TARGETS[@]}"
