@@ -21,3 +21,34 @@ pub mod log;
 pub mod metrics;
 pub mod server;
 pub mod shutdown;
+
+/// What the integration tests and the fuzz targets need from inside the crate.
+/// Not a stable interface.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::metrics::Snapshot;
+
+    /// The outcome of feeding a byte stream to one connection's state machine.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Replay {
+        /// Every byte the connection wrote, in order.
+        pub out: Vec<u8>,
+        /// The final state, as text.
+        pub state: String,
+        /// Bytes of input still held (an incomplete head).
+        pub held: usize,
+        pub counters: Snapshot,
+    }
+
+    /// Feeds `data` to a fresh connection in reads that end at `cuts` (sorted),
+    /// writing all output after each read.
+    pub fn replay(data: &[u8], cuts: &[usize], max_head: usize) -> Replay {
+        let (out, state, held, counters) = crate::server::conn::replay(data, cuts, max_head);
+        Replay {
+            out,
+            state: format!("{state:?}"),
+            held,
+            counters,
+        }
+    }
+}

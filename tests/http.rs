@@ -185,13 +185,16 @@ fn chunked_body_with_extensions_and_trailers() {
 }
 
 #[test]
-fn expect_continue_gets_final_response_before_body() {
+fn expect_continue_gets_100_then_the_answer_after_the_body() {
     let s = Server::start(&[]);
     let mut c = s.connect();
     c.send(b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n");
-    // No body sent yet: the final answer must arrive anyway.
-    assert_default_200(&c.response(false));
+    // RFC 9110 §10.1.1: the client waits for 100 (Continue) before it sends the content.
+    let interim = c.response(false);
+    assert_eq!(interim.status_line, "HTTP/1.1 100 Continue");
+    assert!(interim.headers.is_empty() && interim.body.is_empty());
     c.send(b"0123456789");
+    assert_default_200(&c.response(false));
     c.send(GET);
     assert_default_200(&c.response(false));
 }

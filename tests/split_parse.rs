@@ -6,8 +6,7 @@
 //! requests, framing headers, chunked bodies, mutations and raw noise.
 
 use vrypt_server::http::{parse_head, Status};
-use vrypt_server::metrics::Snapshot;
-use vrypt_server::server::conn::{replay, Phase};
+use vrypt_server::testing::{replay, Replay};
 
 /// xorshift64*: small, fast, deterministic.
 struct Rng(u64);
@@ -76,21 +75,8 @@ fn generate(rng: &mut Rng) -> Vec<u8> {
     out
 }
 
-struct Outcome {
-    out: Vec<u8>,
-    phase: Phase,
-    leftover: Vec<u8>,
-    counters: Snapshot,
-}
-
-fn feed(data: &[u8], cuts: &[usize], max_head: usize) -> Outcome {
-    let (out, phase, leftover, counters) = replay(data, cuts, max_head);
-    Outcome {
-        out,
-        phase,
-        leftover,
-        counters,
-    }
+fn feed(data: &[u8], cuts: &[usize], max_head: usize) -> Replay {
+    replay(data, cuts, max_head)
 }
 
 #[test]
@@ -114,10 +100,10 @@ fn split_streams_behave_like_whole_streams() {
             "case {case}: responses differ for {show:?} cut at {cuts:?}"
         );
         assert_eq!(
-            whole.phase, split.phase,
+            whole.state, split.state,
             "case {case}: state differs for {show:?} cut at {cuts:?}"
         );
-        assert_eq!(whole.leftover, split.leftover, "case {case}: {show:?}");
+        assert_eq!(whole.held, split.held, "case {case}: {show:?}");
         assert_eq!(whole.counters, split.counters, "case {case}: {show:?}");
         // Whatever the input, nothing but well-formed requests is answered 200.
         let answers = String::from_utf8_lossy(&whole.out)

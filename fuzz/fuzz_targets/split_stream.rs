@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vrypt_server::server::conn::replay;
+use vrypt_server::testing::replay;
 
 fuzz_target!(|input: &[u8]| {
     // First byte: how many cut points; next bytes: where; the rest is the stream.

@@ -45,13 +45,14 @@ Requests:
       --max-header-bytes N    request line + headers limit; 414/431 beyond [VRYPT_MAX_HEADER_BYTES] (default 8192)
       --header-timeout DUR    time to receive a request's headers, then 408 [VRYPT_HEADER_TIMEOUT] (default 10s)
       --idle-timeout DUR      close idle keep-alive connections after [VRYPT_IDLE_TIMEOUT] (default 60s)
+      --body-timeout DUR      time to receive a request's whole body, then 408 [VRYPT_BODY_TIMEOUT] (default 60s)
       --write-timeout DUR     close clients that stop reading after [VRYPT_WRITE_TIMEOUT] (default 10s)
       --shutdown-timeout DUR  on SIGTERM, time to finish in-flight requests [VRYPT_SHUTDOWN_TIMEOUT] (default 10s)
 
 Response:
       --status CODE           status code, 200-599 [VRYPT_STATUS] (default 200)
       --body TEXT             body [VRYPT_BODY] (default Vrypt)
-      --body-file PATH        body read from a file at start, at most 1 MiB [VRYPT_BODY_FILE]
+      --body-file PATH        body read from a file at start, at most 64 MiB [VRYPT_BODY_FILE]
       --content-type TYPE     Content-Type [VRYPT_CONTENT_TYPE] (default text/plain)
       --header 'NAME: VALUE'  extra header, repeatable [VRYPT_HEADER, one per line]
       --no-server-header      do not send 'Server: vrypt' [VRYPT_NO_SERVER_HEADER=true]
@@ -74,6 +75,9 @@ healthcheck: GET URL (default http://127.0.0.1:PORT/, PORT as above) and exit 0 
     )
 }
 
+/// Largest body the server sends (it is held once per process, never per connection).
+const MAX_BODY: usize = 64 << 20;
+
 /// Options that take a value, with their environment variables.
 const VALUE_OPTS: &[&str] = &[
     "listen",
@@ -84,6 +88,7 @@ const VALUE_OPTS: &[&str] = &[
     "max-header-bytes",
     "header-timeout",
     "idle-timeout",
+    "body-timeout",
     "write-timeout",
     "shutdown-timeout",
     "status",
@@ -152,6 +157,7 @@ impl Builder {
             "max-header-bytes" => c.max_header_bytes = values::integer::<usize>(v, 256, 1 << 20)?,
             "header-timeout" => c.header_timeout = values::duration_at_least(v, min_timeout)?,
             "idle-timeout" => c.idle_timeout = values::duration_at_least(v, min_timeout)?,
+            "body-timeout" => c.body_timeout = values::duration_at_least(v, min_timeout)?,
             "write-timeout" => c.write_timeout = values::duration_at_least(v, min_timeout)?,
             "shutdown-timeout" => c.shutdown_timeout = values::duration(v)?,
             "status" => c.response.status = values::status(v)?,
@@ -222,9 +228,9 @@ impl Builder {
             Some(BodySource::File(path)) => {
                 let body = std::fs::read(&path)
                     .map_err(|e| format!("cannot read --body-file '{path}': {e}"))?;
-                if body.len() > 1 << 20 {
+                if body.len() > MAX_BODY {
                     return Err(format!(
-                        "--body-file '{path}' is {} bytes; the limit is 1 MiB",
+                        "--body-file '{path}' is {} bytes; the limit is 64 MiB",
                         body.len()
                     ));
                 }
@@ -232,8 +238,8 @@ impl Builder {
             }
             None => {}
         }
-        if cfg.response.body.len() > 1 << 20 {
-            return Err("--body is longer than 1 MiB".to_string());
+        if cfg.response.body.len() > MAX_BODY {
+            return Err("--body is longer than 64 MiB".to_string());
         }
         cfg.response.headers = self
             .headers

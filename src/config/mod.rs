@@ -69,6 +69,8 @@ pub struct Config {
     pub max_header_bytes: usize,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Time to receive a request's whole content, from the end of its head.
+    pub body_timeout: Duration,
     pub write_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub response: ResponseSpec,
@@ -89,6 +91,7 @@ impl Default for Config {
             max_header_bytes: 8 * 1024,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(10),
             response: ResponseSpec::default(),

@@ -220,6 +220,14 @@ impl ChunkedDecoder {
         Ok(i)
     }
 
+    /// Whether the last chunk has been read and the trailer section is being read.
+    pub fn in_trailer(&self) -> bool {
+        matches!(
+            self.state,
+            State::TrailerStart | State::TrailerLine | State::TrailerLf | State::EndLf
+        )
+    }
+
     fn count_trailer(&mut self) -> Result<(), ChunkError> {
         self.trailer_len += 1;
         if self.trailer_len > self.max_trailer {

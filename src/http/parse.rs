@@ -198,6 +198,30 @@ pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Status, Error> {
     }
 }
 
+/// Parse state for one request head, carried between reads (placeholder: re-parses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HeadParser {
+    is_head: bool,
+}
+
+impl HeadParser {
+    /// A parser at the start of a head.
+    pub const fn new() -> HeadParser {
+        HeadParser { is_head: false }
+    }
+
+    /// Parses the head received so far.
+    pub fn parse(&mut self, buf: &[u8], max_head: usize) -> Result<Status, Error> {
+        self.is_head = buf.starts_with(b"HEAD ");
+        parse_head(buf, max_head)
+    }
+
+    /// Whether the method is `HEAD`.
+    pub fn is_head(&self) -> bool {
+        self.is_head
+    }
+}
+
 /// Which limit error applies when `buf` (already cut to limit + 1) is not a complete head.
 fn too_long(buf: &[u8]) -> Error {
     let start = buf

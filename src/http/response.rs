@@ -106,30 +106,32 @@ pub enum Persistence {
 /// Error answers the server generates itself; all close the connection.
 pub const ERROR_STATUSES: [u16; 6] = [400, 408, 414, 431, 501, 505];
 
-/// One complete response and where its date lives.
-#[derive(Debug, Clone)]
-struct Template {
-    bytes: Box<[u8]>,
-    date_at: usize,
-}
+/// The interim answer to `Expect: 100-continue` (RFC 9110 §10.1.1, §15.2.1).
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
-impl Template {
-    fn patch_date(&mut self, date: &[u8; IMF_FIXDATE_LEN]) {
-        self.bytes[self.date_at..self.date_at + IMF_FIXDATE_LEN].copy_from_slice(date);
-    }
-}
+/// Bodies longer than this are kept once per process and sent as a second
+/// buffer; shorter ones are stored right after their head, so a response is one
+/// contiguous buffer.
+const INLINE_BODY_MAX: usize = 16 * 1024;
 
-/// Every response a worker sends. Cheap to clone, one copy per worker.
-#[derive(Debug, Clone)]
-pub struct Templates {
-    /// Indexed by `[is_head][persistence]`.
-    configured: [[Template; 3]; 2],
-    errors: [Template; ERROR_STATUSES.len()],
-    status: u16,
-    date_second: i64,
-}
+/// The bytes at the start of every response that can change after it was built:
+/// status line, `Server` and `Date` all fit, since extra headers come after `Date`.
+pub const MUTABLE_PREFIX_MAX: usize = 128;
 
-fn persistence_index(p: Persistence) -> usize {
+/// Names one of the responses in [`Templates`]: the configured response (for GET
+/// or HEAD, with each `Connection` variant), an error answer, or `100 Continue`.
+///
+/// A connection queues these references, not bytes, so what it holds for output
+/// does not depend on the size of the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RespId(u8);
+
+const CONFIGURED_COUNT: u8 = 6;
+const ERRORS_AT: u8 = CONFIGURED_COUNT;
+const CONTINUE_AT: u8 = ERRORS_AT + 2 * ERROR_STATUSES.len() as u8;
+const TEMPLATE_COUNT: usize = CONTINUE_AT as usize + 1;
+
+fn persistence_index(p: Persistence) -> u8 {
     match p {
         Persistence::Default => 0,
         Persistence::KeepAlive => 1,
@@ -137,17 +139,109 @@ fn persistence_index(p: Persistence) -> usize {
     }
 }
 
-/// Builds one response. `body` is `None` for a HEAD answer (headers as for GET).
+impl RespId {
+    /// `HTTP/1.1 100 Continue`.
+    pub const CONTINUE: RespId = RespId(CONTINUE_AT);
+
+    /// The configured response; `is_head` leaves the body out.
+    #[inline]
+    pub fn configured(is_head: bool, persistence: Persistence) -> RespId {
+        RespId(u8::from(is_head) * 3 + persistence_index(persistence))
+    }
+
+    /// The error answer for `status`, one of [`ERROR_STATUSES`] (400 for any other).
+    /// An answer to `HEAD` has the same header fields and no body (RFC 9110 §9.3.2).
+    pub fn error(status: u16, is_head: bool) -> RespId {
+        let i = ERROR_STATUSES
+            .iter()
+            .position(|&s| s == status)
+            .unwrap_or(0) as u8;
+        RespId(ERRORS_AT + u8::from(is_head) * ERROR_STATUSES.len() as u8 + i)
+    }
+
+    /// The same response announcing `Connection: close`, when it is a configured
+    /// response that would have kept the connection open; `None` otherwise.
+    pub fn closing(self) -> Option<RespId> {
+        if self.0 < CONFIGURED_COUNT && self.0 % 3 != 2 {
+            Some(RespId(self.0 - self.0 % 3 + 2))
+        } else {
+            None
+        }
+    }
+
+    /// Whether the connection is closed after this response.
+    pub fn closes(self) -> bool {
+        (self.0 < CONFIGURED_COUNT && self.0 % 3 == 2) || (ERRORS_AT..CONTINUE_AT).contains(&self.0)
+    }
+}
+
+/// One complete response and where its date lives.
+#[derive(Debug, Clone)]
+struct Template {
+    /// The head, followed by the body when it is short (or there is none).
+    bytes: Box<[u8]>,
+    /// A long body, shared by every worker and every variant.
+    body: Option<std::sync::Arc<[u8]>>,
+    /// Where the 29-byte date starts in `bytes`, if the response has one.
+    date_at: Option<usize>,
+    status: u16,
+}
+
+impl Template {
+    fn patch_date(&mut self, date: &[u8; IMF_FIXDATE_LEN]) {
+        if let Some(at) = self.date_at {
+            self.bytes[at..at + IMF_FIXDATE_LEN].copy_from_slice(date);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.bytes.len() + self.body.as_ref().map_or(0, |b| b.len())
+    }
+}
+
+/// Every response a worker sends. Cheap to clone (a long body is shared), one copy per worker.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    all: Box<[Template; TEMPLATE_COUNT]>,
+    status: u16,
+    date_second: i64,
+}
+
+/// What a status code allows in a response (RFC 9110 §6.4.1, §8.6, §15.3.5, §15.3.6, §15.4.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Content {
+    /// A body described by Content-Type and Content-Length.
+    Body,
+    /// 204: no content and no Content-Length.
+    NoContentNoLength,
+    /// 205: no content; `Content-Length: 0` tells the client there is none.
+    EmptyWithLength,
+    /// 304: no content, and no Content-Length (it would describe the selected representation).
+    NotModified,
+}
+
+fn content_rule(status: u16) -> Content {
+    match status {
+        204 => Content::NoContentNoLength,
+        205 => Content::EmptyWithLength,
+        304 => Content::NotModified,
+        _ => Content::Body,
+    }
+}
+
+/// Builds one response. `send_body` is false for an answer to HEAD (headers as for GET).
 fn build(
     status: u16,
     content_type: &str,
     body: &[u8],
+    shared_body: Option<&std::sync::Arc<[u8]>>,
     send_body: bool,
     headers: &[(String, String)],
     server_header: bool,
     persistence: Persistence,
 ) -> Template {
-    let mut out = Vec::with_capacity(160 + body.len());
+    let rule = content_rule(status);
+    let mut out = Vec::with_capacity(160 + body.len().min(INLINE_BODY_MAX));
     let reason = reason(status).unwrap_or("");
     out.extend_from_slice(format!("HTTP/1.1 {status} {reason}\r\n").as_bytes());
     if server_header {
@@ -155,16 +249,16 @@ fn build(
     }
     out.extend_from_slice(b"Date: ");
     let date_at = out.len();
-    out.extend_from_slice(&[b' '; IMF_FIXDATE_LEN]);
+    out.extend_from_slice(&[b'-'; IMF_FIXDATE_LEN]);
     out.extend_from_slice(b"\r\n");
-    // RFC 9110 §6.4.1 / §8.6: 204 and 304 have no content; 204 has no Content-Length.
-    let bodiless = status == 204 || status == 304;
-    if !bodiless {
-        out.extend_from_slice(format!("Content-Type: {content_type}\r\n").as_bytes());
-    }
-    if status != 204 {
-        let len = if bodiless { 0 } else { body.len() };
-        out.extend_from_slice(format!("Content-Length: {len}\r\n").as_bytes());
+    debug_assert!(out.len() <= MUTABLE_PREFIX_MAX);
+    match rule {
+        Content::Body => {
+            out.extend_from_slice(format!("Content-Type: {content_type}\r\n").as_bytes());
+            out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+        }
+        Content::EmptyWithLength => out.extend_from_slice(b"Content-Length: 0\r\n"),
+        Content::NoContentNoLength | Content::NotModified => {}
     }
     for (name, value) in headers {
         out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
@@ -175,53 +269,69 @@ fn build(
         Persistence::Close => out.extend_from_slice(b"Connection: close\r\n"),
     }
     out.extend_from_slice(b"\r\n");
-    if send_body && !bodiless {
-        out.extend_from_slice(body);
+    let mut separate = None;
+    if send_body && rule == Content::Body {
+        match shared_body {
+            Some(shared) => separate = Some(shared.clone()),
+            None => out.extend_from_slice(body),
+        }
     }
-    let mut t = Template {
+    Template {
         bytes: out.into_boxed_slice(),
-        date_at,
-    };
-    t.patch_date(&[b'-'; IMF_FIXDATE_LEN]);
-    t
+        body: separate,
+        date_at: Some(date_at),
+        status,
+    }
 }
 
 impl Templates {
     /// Builds every response for `spec`, dated `unix_secs`.
     pub fn new(spec: &ResponseSpec, unix_secs: i64) -> Templates {
-        let p = [
-            Persistence::Default,
-            Persistence::KeepAlive,
-            Persistence::Close,
-        ];
-        let configured = [false, true].map(|is_head| {
-            p.map(|pers| {
+        let shared: Option<std::sync::Arc<[u8]>> =
+            (spec.body.len() > INLINE_BODY_MAX).then(|| spec.body.as_slice().into());
+        let all: [Template; TEMPLATE_COUNT] = std::array::from_fn(|i| {
+            let i = i as u8;
+            if i < CONFIGURED_COUNT {
+                let persistence = [
+                    Persistence::Default,
+                    Persistence::KeepAlive,
+                    Persistence::Close,
+                ][usize::from(i % 3)];
                 build(
                     spec.status,
                     &spec.content_type,
                     &spec.body,
-                    !is_head,
+                    shared.as_ref(),
+                    i < 3,
                     &spec.headers,
                     spec.server_header,
-                    pers,
+                    persistence,
                 )
-            })
-        });
-        let errors = ERROR_STATUSES.map(|code| {
-            let body = reason(code).unwrap_or("Error").as_bytes();
-            build(
-                code,
-                "text/plain",
-                body,
-                true,
-                &[],
-                spec.server_header,
-                Persistence::Close,
-            )
+            } else if i < CONTINUE_AT {
+                let k = usize::from(i - ERRORS_AT);
+                let code = ERROR_STATUSES[k % ERROR_STATUSES.len()];
+                let body = reason(code).unwrap_or("Error").as_bytes();
+                build(
+                    code,
+                    "text/plain",
+                    body,
+                    None,
+                    k < ERROR_STATUSES.len(),
+                    &[],
+                    spec.server_header,
+                    Persistence::Close,
+                )
+            } else {
+                Template {
+                    bytes: CONTINUE.into(),
+                    body: None,
+                    date_at: None,
+                    status: 100,
+                }
+            }
         });
         let mut t = Templates {
-            configured,
-            errors,
+            all: Box::new(all),
             status: spec.status,
             date_second: i64::MIN,
         };
@@ -238,20 +348,38 @@ impl Templates {
         self.date_second = unix_secs;
         let mut date = [0u8; IMF_FIXDATE_LEN];
         write_imf_fixdate(unix_secs, &mut date);
-        for t in self
-            .configured
-            .iter_mut()
-            .flatten()
-            .chain(self.errors.iter_mut())
-        {
+        for t in self.all.iter_mut() {
             t.patch_date(&date);
         }
     }
 
-    /// The configured response.
+    /// The response's bytes as two parts: the head (with a short body), and a
+    /// long body (empty when there is none or it is inline).
     #[inline]
-    pub fn configured(&self, is_head: bool, persistence: Persistence) -> &[u8] {
-        &self.configured[usize::from(is_head)][persistence_index(persistence)].bytes
+    pub fn parts(&self, id: RespId) -> (&[u8], &[u8]) {
+        let t = &self.all[usize::from(id.0)];
+        (&t.bytes, t.body.as_deref().unwrap_or(&[]))
+    }
+
+    /// Total length of the response.
+    #[inline]
+    pub fn len(&self, id: RespId) -> usize {
+        self.all[usize::from(id.0)].len()
+    }
+
+    /// Where the part of the response that changes over time (the date) ends:
+    /// bytes from here on never change. At most [`MUTABLE_PREFIX_MAX`].
+    #[inline]
+    pub fn mutable_end(&self, id: RespId) -> usize {
+        self.all[usize::from(id.0)]
+            .date_at
+            .map_or(0, |at| at + IMF_FIXDATE_LEN)
+    }
+
+    /// Status code of the response `id`.
+    #[inline]
+    pub fn status_of(&self, id: RespId) -> u16 {
+        self.all[usize::from(id.0)].status
     }
 
     /// Status code of the configured response.
@@ -259,13 +387,20 @@ impl Templates {
         self.status
     }
 
-    /// The error response for `status`, one of [`ERROR_STATUSES`] (400 otherwise).
-    pub fn error(&self, status: u16) -> &[u8] {
-        let i = ERROR_STATUSES
-            .iter()
-            .position(|&s| s == status)
-            .unwrap_or(0);
-        &self.errors[i].bytes
+    /// The whole response as one byte vector (tests and tools; not for the request path).
+    pub fn bytes(&self, id: RespId) -> Vec<u8> {
+        let (head, body) = self.parts(id);
+        [head, body].concat()
+    }
+
+    /// The configured response.
+    pub fn configured(&self, is_head: bool, persistence: Persistence) -> Vec<u8> {
+        self.bytes(RespId::configured(is_head, persistence))
+    }
+
+    /// The error response for `status`, one of [`ERROR_STATUSES`] (400 otherwise), to a GET.
+    pub fn error(&self, status: u16) -> Vec<u8> {
+        self.bytes(RespId::error(status, false))
     }
 }
 
@@ -281,11 +416,11 @@ mod tests {
     fn default_response() {
         let t = Templates::new(&ResponseSpec::default(), 784_111_777);
         assert_eq!(
-            text(t.configured(false, Persistence::Default)),
+            text(&t.configured(false, Persistence::Default)),
             "HTTP/1.1 200 OK\r\nServer: vrypt\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
              Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nVrypt"
         );
-        let head = text(t.configured(true, Persistence::Close));
+        let head = text(&t.configured(true, Persistence::Close));
         assert!(
             head.ends_with("Content-Length: 5\r\nConnection: close\r\n\r\n"),
             "{head}"
@@ -296,9 +431,9 @@ mod tests {
     fn date_refresh_patches_all() {
         let mut t = Templates::new(&ResponseSpec::default(), 0);
         t.refresh_date(784_111_777);
-        assert!(text(t.error(431)).contains("Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n"));
-        assert!(text(t.error(431)).starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
-        assert!(text(t.configured(false, Persistence::KeepAlive))
+        assert!(text(&t.error(431)).contains("Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n"));
+        assert!(text(&t.error(431)).starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+        assert!(text(&t.configured(false, Persistence::KeepAlive))
             .contains("Connection: keep-alive\r\n"));
     }
 
@@ -309,11 +444,65 @@ mod tests {
             ..ResponseSpec::default()
         };
         let t = Templates::new(&spec, 0);
-        let r = text(t.configured(false, Persistence::Default));
+        let r = text(&t.configured(false, Persistence::Default));
         assert!(r.starts_with("HTTP/1.1 204 No Content\r\n"));
         assert!(
             !r.contains("Content-Length") && r.ends_with("\r\n\r\n"),
             "{r}"
         );
+    }
+
+    #[test]
+    fn reset_content_and_not_modified_have_no_body() {
+        for (status, length) in [(205, Some("Content-Length: 0\r\n")), (304, None)] {
+            let spec = ResponseSpec {
+                status,
+                ..ResponseSpec::default()
+            };
+            let t = Templates::new(&spec, 0);
+            let r = text(&t.configured(false, Persistence::Default));
+            assert!(r.ends_with("\r\n\r\n"), "{r}");
+            match length {
+                Some(l) => assert!(r.contains(l), "{r}"),
+                None => assert!(!r.contains("Content-Length"), "{r}"),
+            }
+            assert!(!r.contains("Content-Type"), "{r}");
+        }
+    }
+
+    #[test]
+    fn error_answers_to_head_have_headers_but_no_body() {
+        let t = Templates::new(&ResponseSpec::default(), 0);
+        for status in ERROR_STATUSES {
+            let get = t.bytes(RespId::error(status, false));
+            let head = t.bytes(RespId::error(status, true));
+            let body = reason(status).unwrap().as_bytes();
+            assert!(get.ends_with(body));
+            assert_eq!(&get[..get.len() - body.len()], &head[..]);
+            assert!(RespId::error(status, true).closes());
+        }
+    }
+
+    #[test]
+    fn closing_variant_and_long_bodies_are_shared() {
+        let spec = ResponseSpec {
+            body: vec![b'z'; 100_000],
+            ..ResponseSpec::default()
+        };
+        let t = Templates::new(&spec, 0);
+        let keep = RespId::configured(false, Persistence::Default);
+        let close = keep.closing().unwrap();
+        assert_eq!(close, RespId::configured(false, Persistence::Close));
+        assert!(close.closing().is_none() && close.closes() && !keep.closes());
+        let (head, body) = t.parts(close);
+        assert!(text(head).ends_with("Content-Length: 100000\r\nConnection: close\r\n\r\n"));
+        assert_eq!(body.len(), 100_000);
+        assert_eq!(t.len(close), head.len() + 100_000);
+        let (_, head_body) = t.parts(RespId::configured(true, Persistence::Default));
+        assert!(head_body.is_empty());
+        let copy = t.clone();
+        assert_eq!(copy.parts(keep).1.as_ptr(), body.as_ptr(), "one copy of a long body");
+        assert_eq!(t.bytes(RespId::CONTINUE), b"HTTP/1.1 100 Continue\r\n\r\n");
+        assert!(t.mutable_end(keep) <= MUTABLE_PREFIX_MAX && t.mutable_end(RespId::CONTINUE) == 0);
     }
 }

@@ -1,130 +1,221 @@
-//! One connection's state and the parse → respond step for the bytes it received.
+//! One connection's whole life as a state machine, without I/O.
 //!
-//! [`process`] is the whole request path: it walks the received bytes, parses each
-//! request head, skips request content, and appends the precomputed response for
-//! every complete request to the worker's output buffer, in order. It does no I/O,
-//! so pipelined batches cost one read and one write however many requests they hold.
+//! The worker owns the socket and does the system calls; a [`Conn`] decides. It is
+//! told what was read ([`Conn::on_read`], [`Conn::on_eof`]), what was written
+//! ([`Conn::output_mut`] then [`Conn::after_write`]), which timer fired
+//! ([`Conn::on_timeout`]) and that the server is draining ([`Conn::begin_drain`]),
+//! and answers with what the worker must do next ([`Conn::next_step`]). Nothing
+//! here can close a socket: the worker closes in exactly one place, and
+//! [`Conn::release`] gives back every buffer the connection holds.
+//!
+//! [`Conn::process`] is the whole request path: it walks the received bytes, parses
+//! each request head, skips request content, and queues a reference to the
+//! precomputed response of every complete request, in order. It stops answering
+//! when the queued output reaches its cap ([`OutQueue::has_room`]), keeps the
+//! unanswered bytes and resumes when the client has read: what one read can make
+//! the server hold is bounded by constants, whatever the body size.
 
+use super::deadline::Waiting;
+use super::output::OutQueue;
+use super::pool::Pool;
 use crate::http::response::Persistence;
-use crate::http::{parse_head, Body, ChunkedDecoder, RequestHead, Status, Templates, Version};
+use crate::http::{
+    Body, ChunkedDecoder, HeadParser, RequestHead, RespId, Status, Templates, Version,
+};
 use crate::metrics::{bump, WorkerCounters};
-use mio::net::TcpStream;
 
-/// The response owed for a request whose content is still being skipped.
+/// The response owed for a request whose content is still being read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Owed {
+pub(crate) struct Owed {
     is_head: bool,
     keep_alive: bool,
     version: Version,
 }
 
-/// Where a connection is in its request/response cycle.
+impl Owed {
+    fn of(head: &RequestHead) -> Owed {
+        Owed {
+            is_head: head.is_head,
+            keep_alive: head.keep_alive,
+            version: head.version,
+        }
+    }
+}
+
+/// How the content being skipped is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Waiting for (the rest of) a request head.
+pub(crate) enum Skip {
+    /// This many bytes of `Content-Length` content are still to come.
+    Length(u64),
+    /// Chunked content, and where the decoder is in it.
+    Chunked(ChunkedDecoder),
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Waiting for a request head: between requests, or with part of one in the
+    /// input buffer.
     Head,
-    /// Skipping `remaining` bytes of `Content-Length` content.
-    LengthBody { remaining: u64, owed: Option<Owed> },
-    /// Skipping chunked content.
-    ChunkedBody {
-        decoder: ChunkedDecoder,
-        owed: Option<Owed>,
-    },
-    /// The last response is queued; close once it is sent. Input is discarded.
-    Closing,
-    /// The final response is sent and our side is shut down; discarding input
-    /// until the client closes, so that unread data does not turn into a reset
-    /// that could destroy the response in flight.
+    /// Skipping a request's content; its response is owed.
+    Body { skip: Skip, owed: Owed },
+    /// The final response is queued. Once it is written, close; first `linger`
+    /// (FIN, then discard input) when input may still arrive, because closing a
+    /// socket with unread input sends a reset that can destroy responses in flight.
+    Closing { linger: bool },
+    /// FIN is sent; input is discarded until the client closes or the linger
+    /// deadline passes.
+    Lingering,
+}
+
+/// What the worker does next with a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Read more input, when the socket has any.
+    Read,
+    /// Wait until the socket can take more output (or a timer fires).
+    WaitWritable,
+    /// Everything is written: send FIN, then linger.
     Linger,
+    /// Discard input until EOF (lingering).
+    Discard,
+    /// Close now.
+    Close,
 }
 
-/// A client connection owned by one worker.
-pub struct Conn {
-    pub stream: TcpStream,
-    pub phase: Phase,
-    /// A partial request head (a fixed-size pooled buffer) and how much of it is used.
-    pub input: Option<Vec<u8>>,
-    pub input_len: usize,
-    /// Output the kernel has not accepted yet (a pooled buffer) and how much of it is sent.
-    pub output: Option<Vec<u8>>,
-    pub output_sent: usize,
-    /// The stream is in the worker's epoll set (it is not until the first read
-    /// after accept has been tried).
-    pub registered: bool,
-    /// Write interest is wanted (and registered, once `registered`).
-    pub write_interest: bool,
-    /// Closing must linger: input may still arrive after the final response.
-    pub linger_needed: bool,
-    /// Bytes discarded while lingering.
-    pub lingered: usize,
+/// Why [`Conn::process`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Everything usable is used; the rest (if any) is the start of a request head.
+    NeedInput,
+    /// Complete requests remain, but the output queue is full.
+    OutputFull,
+    /// The connection is closing; the rest of the input is discarded.
+    Closed,
 }
 
-impl Conn {
-    pub fn new(stream: TcpStream) -> Conn {
-        Conn {
-            stream,
-            phase: Phase::Head,
-            input: None,
-            input_len: 0,
-            output: None,
-            output_sent: 0,
-            registered: false,
-            write_interest: false,
-            linger_needed: false,
-            lingered: 0,
+/// Input the connection could not finish with: the start of a request head, or
+/// requests waiting for room in the output queue. A fixed-size pooled buffer.
+pub(crate) struct Input {
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    /// Parse state of the head that starts at `start`.
+    parser: HeadParser,
+    /// `buf[start..end]` holds complete requests not answered yet for lack of room.
+    unanswered: bool,
+    /// The client sent EOF after these bytes.
+    eof: bool,
+}
+
+impl Input {
+    fn boxed(size: usize) -> Box<Input> {
+        Box::new(Input {
+            buf: vec![0; size].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            parser: HeadParser::new(),
+            unanswered: false,
+            eof: false,
+        })
+    }
+
+    fn held(&self) -> usize {
+        self.end - self.start
+    }
+}
+
+/// The buffers a worker shares among its connections.
+pub(crate) struct Pools {
+    /// Input buffers for a partial head: the head limit plus one byte.
+    small: Pool<Input>,
+    small_size: usize,
+    /// Input buffers for what is left of a whole read.
+    big: Pool<Input>,
+    big_size: usize,
+    queues: Pool<OutQueue>,
+}
+
+/// Free buffers a worker keeps per pool.
+const POOL_FREE: usize = 64;
+
+impl Pools {
+    /// Pools for a head limit of `max_head` bytes and reads of `read_size` bytes.
+    pub(crate) fn new(max_head: usize, read_size: usize) -> Pools {
+        Pools {
+            small: Pool::new(POOL_FREE),
+            small_size: max_head + 1,
+            big: Pool::new(POOL_FREE),
+            big_size: read_size.max(max_head + 1),
+            queues: Pool::new(POOL_FREE),
         }
     }
 
-    /// Bytes of output waiting for the socket.
-    pub fn pending_output(&self) -> usize {
-        self.output
-            .as_ref()
-            .map_or(0, |o| o.len() - self.output_sent)
-    }
-
-    /// Nothing in flight: no partial head, no content, no output.
-    pub fn is_idle(&self) -> bool {
-        self.phase == Phase::Head && self.input_len == 0 && self.pending_output() == 0
-    }
-}
-
-/// What `process` needs from the worker.
-pub struct Ctx<'a> {
-    pub templates: &'a Templates,
-    pub out: &'a mut Vec<u8>,
-    pub counters: &'a WorkerCounters,
-    pub max_head: usize,
-    /// The server is shutting down: every response closes its connection.
-    pub draining: bool,
-    /// Set when the connection is to close with input possibly left unread: after an
-    /// error, or when bytes follow the request that closes it.
-    pub unclean_close: bool,
-}
-
-impl Ctx<'_> {
-    fn respond(&mut self, owed: Owed) -> bool {
-        let keep = owed.keep_alive && !self.draining;
-        let persistence = match (keep, owed.version) {
-            (false, _) => Persistence::Close,
-            (true, Version::Http10) => Persistence::KeepAlive,
-            (true, Version::Http11) => Persistence::Default,
+    fn take_input(&mut self, len: usize) -> Box<Input> {
+        let (pool, size) = if len <= self.small_size {
+            (&mut self.small, self.small_size)
+        } else {
+            (&mut self.big, self.big_size)
         };
-        self.out
-            .extend_from_slice(self.templates.configured(owed.is_head, persistence));
-        count_status(self.counters, self.templates.status());
-        keep
+        let mut input = pool.take_or(|| Input::boxed(size));
+        input.start = 0;
+        input.end = 0;
+        input.parser = HeadParser::new();
+        input.unanswered = false;
+        input.eof = false;
+        input
     }
 
-    fn error(&mut self, status: u16) {
-        self.unclean_close = true;
-        bump(&self.counters.parse_errors, 1);
-        self.out.extend_from_slice(self.templates.error(status));
-        count_status(self.counters, status);
+    fn give_input(&mut self, input: Box<Input>) {
+        if input.buf.len() == self.small_size {
+            self.small.give(input);
+        } else {
+            self.big.give(input);
+        }
+    }
+
+    fn take_queue(&mut self) -> Box<OutQueue> {
+        let mut q = self.queues.take_or(OutQueue::boxed);
+        q.clear();
+        q
+    }
+}
+
+/// What [`Conn`] needs from its worker for one step.
+pub(crate) struct Ctx<'a> {
+    pub(crate) templates: &'a Templates,
+    pub(crate) counters: &'a WorkerCounters,
+    pub(crate) pools: &'a mut Pools,
+    pub(crate) max_head: usize,
+    /// The read that delivered the bytes being processed left the socket empty.
+    pub(crate) drained: bool,
+    /// Requests begun or finished in this step (heads and bodies completed): what
+    /// restarts the header and body deadlines.
+    pub(crate) boundaries: u32,
+}
+
+/// One client connection's state (the socket is the worker's).
+pub(crate) struct Conn {
+    state: State,
+    input: Option<Box<Input>>,
+    output: Option<Box<OutQueue>>,
+    /// While the server drains: bytes received before the drain began that are
+    /// still to be answered. The request that uses the last of them gets the
+    /// final response, with `Connection: close`.
+    drain_left: Option<u64>,
+}
+
+fn persistence(keep: bool, version: Version) -> Persistence {
+    match (keep, version) {
+        (false, _) => Persistence::Close,
+        (true, Version::Http10) => Persistence::KeepAlive,
+        (true, Version::Http11) => Persistence::Default,
     }
 }
 
 fn count_status(c: &WorkerCounters, status: u16) {
     let slot = match status / 100 {
+        1 => return,
         2 => &c.responses_2xx,
         3 => &c.responses_3xx,
         4 => &c.responses_4xx,
@@ -133,160 +224,442 @@ fn count_status(c: &WorkerCounters, status: u16) {
     bump(slot, 1);
 }
 
-fn owed(head: &RequestHead) -> Owed {
-    Owed {
-        is_head: head.is_head,
-        keep_alive: head.keep_alive,
-        version: head.version,
+impl Default for Conn {
+    fn default() -> Self {
+        Conn::new()
     }
 }
 
-/// Consumes `data` (bytes received, possibly several pipelined requests), appends
-/// the responses to `ctx.out` and returns how many bytes were used. Unused bytes are
-/// an incomplete request head the caller must keep and present again with more.
-pub fn process(phase: &mut Phase, data: &[u8], ctx: &mut Ctx<'_>) -> usize {
-    let mut pos = 0;
-    loop {
-        match phase {
-            Phase::Head => {
-                if pos == data.len() {
-                    return pos;
-                }
-                let head = match parse_head(&data[pos..], ctx.max_head) {
-                    Ok(Status::Complete(head)) => head,
-                    Ok(Status::Partial) => return pos,
-                    Err(e) => {
-                        ctx.error(e.status());
-                        *phase = Phase::Closing;
-                        return data.len();
-                    }
-                };
-                pos += head.len;
-                bump(&ctx.counters.requests, 1);
-                if head.is_connect {
-                    // A 2xx to CONNECT would turn the connection into a tunnel.
-                    ctx.error(501);
-                    *phase = Phase::Closing;
-                    return data.len();
-                }
-                let owed = owed(&head);
-                // The response goes out once the content is skipped, so that a framing
-                // error in the content can still be answered with 400, except when the
-                // client waits for permission to send it (Expect: 100-continue).
-                let early = head.expect_continue && head.body != Body::None;
-                let (keep, owed) = if early || head.body == Body::None {
-                    (ctx.respond(owed), None)
+impl Conn {
+    /// A new connection, waiting for its first request.
+    pub(crate) fn new() -> Conn {
+        Conn {
+            state: State::Head,
+            input: None,
+            output: None,
+            drain_left: None,
+        }
+    }
+
+    /// The current state.
+    pub(crate) fn state(&self) -> State {
+        self.state
+    }
+
+    /// Bytes of output not yet written.
+    pub(crate) fn pending_output(&self) -> usize {
+        self.output.as_ref().map_or(0, |q| q.pending())
+    }
+
+    /// Bytes of input held (not yet answered or not yet a complete head).
+    pub(crate) fn held_input(&self) -> usize {
+        self.input.as_ref().map_or(0, |i| i.held())
+    }
+
+    /// The output queue, to write from; `None` when nothing is owed.
+    pub(crate) fn output_mut(&mut self) -> Option<&mut OutQueue> {
+        self.output.as_deref_mut()
+    }
+
+    /// Call after writing from [`output_mut`](Self::output_mut): gives an emptied
+    /// queue back to the pool.
+    pub(crate) fn after_write(&mut self, pools: &mut Pools) {
+        if self.output.as_ref().is_some_and(|q| q.is_empty()) {
+            if let Some(q) = self.output.take() {
+                pools.queues.give(q);
+            }
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.output.as_ref().is_none_or(|q| q.has_room())
+    }
+
+    /// What the worker should do next, given the state and the output still owed.
+    pub(crate) fn next_step(&self) -> Step {
+        let owing = self.output.is_some();
+        match self.state {
+            State::Lingering => Step::Discard,
+            State::Closing { .. } if owing => Step::WaitWritable,
+            State::Closing { linger: true } => Step::Linger,
+            State::Closing { linger: false } => Step::Close,
+            State::Head | State::Body { .. } => {
+                // Held requests are answered (`answer_held`) before anything more is read.
+                let blocked = self.input.as_ref().is_some_and(|i| i.unanswered || i.eof);
+                if self.has_room() && !blocked {
+                    Step::Read
                 } else {
-                    (true, Some(owed))
-                };
-                *phase = match head.body {
-                    _ if !keep => Phase::Closing,
-                    Body::None => Phase::Head,
-                    Body::Length(remaining) => Phase::LengthBody { remaining, owed },
-                    Body::Chunked => Phase::ChunkedBody {
-                        decoder: ChunkedDecoder::new(ctx.max_head),
-                        owed,
-                    },
-                };
-                if *phase == Phase::Closing {
-                    ctx.unclean_close |= pos < data.len() || head.body != Body::None;
-                    return data.len();
+                    Step::WaitWritable
                 }
             }
-            Phase::LengthBody { remaining, owed } => {
-                let take =
-                    (data.len() - pos).min(usize::try_from(*remaining).unwrap_or(usize::MAX));
-                pos += take;
-                *remaining -= take as u64;
-                if *remaining > 0 {
-                    return pos;
-                }
-                let owed = *owed;
-                if finish_body(phase, owed, ctx, pos < data.len()) {
-                    return data.len();
+        }
+    }
+
+    /// What the connection waits for, which decides its timer.
+    pub(crate) fn waiting(&self) -> Waiting {
+        match self.state {
+            State::Lingering => Waiting::Linger,
+            _ if self.output.is_some() => Waiting::Output,
+            State::Closing { .. } => Waiting::Output,
+            State::Head if self.held_input() > 0 => Waiting::PartialHead,
+            State::Head => Waiting::Request,
+            State::Body {
+                skip: Skip::Chunked(d),
+                ..
+            } if d.in_trailer() => Waiting::Trailer,
+            State::Body { .. } => Waiting::Body,
+        }
+    }
+
+    /// Where the next read should go: the spare room of the held input, or the
+    /// worker's scratch buffer when nothing is held.
+    pub(crate) fn read_buf<'b>(&'b mut self, scratch: &'b mut [u8]) -> &'b mut [u8] {
+        match self.input.as_deref_mut() {
+            Some(input) => &mut input.buf[input.end..],
+            None => scratch,
+        }
+    }
+
+    /// `n` bytes were read into [`read_buf`](Self::read_buf) (`scratch` is the
+    /// worker's scratch buffer, where they are when nothing was held).
+    pub(crate) fn on_read(&mut self, n: usize, scratch: &[u8], ctx: &mut Ctx<'_>) {
+        match self.input.take() {
+            Some(mut input) => {
+                input.end += n;
+                self.run_held(input, ctx);
+            }
+            None => {
+                let data = &scratch[..n];
+                let mut parser = HeadParser::new();
+                let (used, stop) = self.process(data, &mut parser, ctx);
+                if used < n && stop != Stop::Closed {
+                    let rest = &data[used..];
+                    let mut input = ctx.pools.take_input(rest.len());
+                    input.buf[..rest.len()].copy_from_slice(rest);
+                    input.end = rest.len();
+                    input.parser = parser;
+                    input.unanswered = stop == Stop::OutputFull;
+                    self.input = Some(input);
                 }
             }
-            Phase::ChunkedBody { decoder, owed } => match decoder.feed(&data[pos..]) {
-                Ok(n) => {
-                    pos += n;
-                    if !decoder.is_done() {
-                        return pos;
-                    }
-                    let owed = *owed;
-                    if finish_body(phase, owed, ctx, pos < data.len()) {
-                        return data.len();
-                    }
+        }
+    }
+
+    /// Answers held requests that were waiting for room in the output queue.
+    /// Returns whether it did anything.
+    pub(crate) fn answer_held(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        let ready = self.input.as_ref().is_some_and(|i| i.unanswered);
+        if !ready || !self.has_room() {
+            return false;
+        }
+        if let Some(input) = self.input.take() {
+            self.run_held(input, ctx);
+        }
+        true
+    }
+
+    /// The client closed its sending side: answer what is complete, then close.
+    pub(crate) fn on_eof(&mut self, ctx: &mut Ctx<'_>) {
+        match self.input.as_deref_mut() {
+            Some(input) if input.unanswered => input.eof = true,
+            _ => {
+                if let Some(input) = self.input.take() {
+                    ctx.pools.give_input(input); // an incomplete request: never answered
                 }
-                Err(_) => {
-                    if owed.is_some() {
-                        ctx.error(400);
-                    } else {
+                if !matches!(self.state, State::Closing { .. } | State::Lingering) {
+                    self.state = State::Closing { linger: false };
+                }
+            }
+        }
+    }
+
+    /// Processes the held input and keeps what is still needed.
+    fn run_held(&mut self, mut input: Box<Input>, ctx: &mut Ctx<'_>) {
+        let (start, end) = (input.start, input.end);
+        let (used, stop) = self.process(&input.buf[start..end], &mut input.parser, ctx);
+        input.start += used;
+        input.unanswered = stop == Stop::OutputFull;
+        let exhausted = stop == Stop::NeedInput && input.eof;
+        if stop == Stop::Closed || exhausted || (input.held() == 0 && !input.eof) {
+            if exhausted && !matches!(self.state, State::Closing { .. }) {
+                self.state = State::Closing { linger: false };
+            }
+            ctx.pools.give_input(input);
+            return;
+        }
+        if stop == Stop::NeedInput && input.start > 0 {
+            // Keep the start of the head at the start of the buffer, so that the
+            // rest of it fits (the parser's positions are relative to it).
+            input.buf.copy_within(input.start..input.end, 0);
+            input.end -= input.start;
+            input.start = 0;
+        }
+        self.input = Some(input);
+    }
+
+    fn queue(&mut self, id: RespId, ctx: &mut Ctx<'_>) {
+        let pools = &mut *ctx.pools;
+        let q = self.output.get_or_insert_with(|| pools.take_queue());
+        q.push(id, ctx.templates);
+        count_status(ctx.counters, ctx.templates.status_of(id));
+    }
+
+    /// Answers a request the server refuses, and closes.
+    fn refuse(&mut self, status: u16, is_head: bool, ctx: &mut Ctx<'_>) {
+        self.queue(RespId::error(status, is_head), ctx);
+        self.state = State::Closing { linger: true };
+    }
+
+    /// Queues the configured answer to a request whose bytes end at `pos` of a
+    /// `len`-byte input; returns whether the connection stays open.
+    fn answer(&mut self, owed: Owed, pos: usize, len: usize, ctx: &mut Ctx<'_>) -> bool {
+        let last = self.drain_left.is_some_and(|left| pos as u64 >= left);
+        let keep = owed.keep_alive && !last;
+        self.queue(
+            RespId::configured(owed.is_head, persistence(keep, owed.version)),
+            ctx,
+        );
+        ctx.boundaries += 1;
+        self.state = if keep {
+            State::Head
+        } else {
+            State::Closing {
+                linger: pos < len || !ctx.drained || self.drain_left.is_some(),
+            }
+        };
+        keep
+    }
+
+    /// Consumes `data` (received bytes, possibly several pipelined requests) from
+    /// its start, where `parser` is positioned, queues the responses and returns
+    /// how many bytes were used and why it stopped.
+    fn process(&mut self, data: &[u8], parser: &mut HeadParser, ctx: &mut Ctx<'_>) -> (usize, Stop) {
+        let (used, stop) = self.process_inner(data, parser, ctx);
+        if let Some(left) = self.drain_left.as_mut() {
+            *left = left.saturating_sub(used as u64);
+        }
+        (used, stop)
+    }
+
+    fn process_inner(
+        &mut self,
+        data: &[u8],
+        parser: &mut HeadParser,
+        ctx: &mut Ctx<'_>,
+    ) -> (usize, Stop) {
+        let mut pos = 0;
+        loop {
+            match &mut self.state {
+                State::Head => {
+                    if pos == data.len() {
+                        return (pos, Stop::NeedInput);
+                    }
+                    if !self.has_room() {
+                        return (pos, Stop::OutputFull);
+                    }
+                    let head = match parser.parse(&data[pos..], ctx.max_head) {
+                        Ok(Status::Complete(head)) => head,
+                        Ok(Status::Partial) => return (pos, Stop::NeedInput),
+                        Err(e) => {
+                            bump(&ctx.counters.parse_errors, 1);
+                            let is_head = parser.is_head();
+                            self.refuse(e.status(), is_head, ctx);
+                            return (data.len(), Stop::Closed);
+                        }
+                    };
+                    *parser = HeadParser::new();
+                    pos += head.len;
+                    bump(&ctx.counters.requests, 1);
+                    ctx.boundaries += 1;
+                    if head.is_connect {
+                        // A 2xx to CONNECT would turn the connection into a tunnel.
                         bump(&ctx.counters.parse_errors, 1);
+                        self.refuse(501, head.is_head, ctx);
+                        return (data.len(), Stop::Closed);
                     }
-                    *phase = Phase::Closing;
-                    return data.len();
+                    let owed = Owed::of(&head);
+                    let skip = match head.body {
+                        Body::None => {
+                            if !self.answer(owed, pos, data.len(), ctx) {
+                                return (data.len(), Stop::Closed);
+                            }
+                            continue;
+                        }
+                        Body::Length(n) => Skip::Length(n),
+                        Body::Chunked => Skip::Chunked(ChunkedDecoder::new(ctx.max_head)),
+                    };
+                    if head.expect_continue && head.version == Version::Http11 {
+                        // RFC 9110 §10.1.1: the client waits for this before sending
+                        // the content (HTTP/1.0 clients cannot ask for it).
+                        self.queue(RespId::CONTINUE, ctx);
+                    }
+                    self.state = State::Body { skip, owed };
                 }
-            },
-            Phase::Closing | Phase::Linger => return data.len(),
+                State::Body { skip, owed } => {
+                    let owed = *owed;
+                    let done = match skip {
+                        Skip::Length(remaining) => {
+                            let take = (data.len() - pos)
+                                .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+                            pos += take;
+                            *remaining -= take as u64;
+                            *remaining == 0
+                        }
+                        Skip::Chunked(decoder) => match decoder.feed(&data[pos..]) {
+                            Ok(n) => {
+                                pos += n;
+                                decoder.is_done()
+                            }
+                            Err(_) => {
+                                bump(&ctx.counters.parse_errors, 1);
+                                self.refuse(400, owed.is_head, ctx);
+                                return (data.len(), Stop::Closed);
+                            }
+                        },
+                    };
+                    if !done {
+                        return (pos, Stop::NeedInput);
+                    }
+                    if !self.answer(owed, pos, data.len(), ctx) {
+                        return (data.len(), Stop::Closed);
+                    }
+                }
+                State::Closing { .. } | State::Lingering => return (data.len(), Stop::Closed),
+            }
+        }
+    }
+
+    /// The timer for what the connection was [`waiting`](Self::waiting) for fired.
+    /// Returns `true` when the connection must close now, `false` when an answer
+    /// (408) was queued and the worker should write it.
+    pub(crate) fn on_timeout(&mut self, waited: Waiting, ctx: &mut Ctx<'_>) -> bool {
+        let is_head = match (waited, self.state) {
+            (Waiting::PartialHead, State::Head) => {
+                self.input.as_ref().is_some_and(|i| i.parser.is_head())
+            }
+            (Waiting::Body | Waiting::Trailer, State::Body { owed, .. }) => owed.is_head,
+            _ => return true,
+        };
+        // Too slow: a head, a body or a trailer section not received in time.
+        if let Some(input) = self.input.take() {
+            ctx.pools.give_input(input);
+        }
+        self.refuse(408, is_head, ctx);
+        false
+    }
+
+    /// The server starts draining; `unread` bytes wait in the socket's receive
+    /// queue. Everything received so far is still answered, the last response
+    /// with `Connection: close`. Returns `true` when the connection can close now.
+    pub(crate) fn begin_drain(&mut self, unread: u64, ctx: &mut Ctx<'_>) -> bool {
+        if self.drain_left.is_some() {
+            return false;
+        }
+        let budget = self.held_input() as u64 + unread;
+        self.drain_left = Some(budget);
+        if self.state != State::Head || budget > 0 {
+            return false;
+        }
+        match self.output.as_deref_mut() {
+            None => true,
+            Some(q) => {
+                q.close_last(ctx.templates);
+                self.state = State::Closing { linger: true };
+                false
+            }
+        }
+    }
+
+    /// FIN has been sent: discard input from now on.
+    pub(crate) fn start_linger(&mut self) {
+        self.state = State::Lingering;
+    }
+
+    /// Gives back every buffer the connection holds, including output not sent.
+    pub(crate) fn release(self, pools: &mut Pools) {
+        if let Some(input) = self.input {
+            pools.give_input(input);
+        }
+        if let Some(q) = self.output {
+            pools.queues.give(q);
         }
     }
 }
 
-/// The content of a request is skipped: answer it if not done yet, then go on.
-/// Returns whether the connection is now closing; `more_input` says whether bytes
-/// follow, which are then left unread.
-fn finish_body(phase: &mut Phase, owed: Option<Owed>, ctx: &mut Ctx<'_>, more_input: bool) -> bool {
-    let keep = match owed {
-        Some(o) => ctx.respond(o),
-        None => !ctx.draining,
-    };
-    *phase = if keep { Phase::Head } else { Phase::Closing };
-    ctx.unclean_close |= !keep && more_input;
-    !keep
-}
-
-/// Test support: feeds `data` to [`process`] in the pieces that end at `cuts`,
-/// keeping unused bytes as the worker does, and returns the responses, the final
-/// phase, the bytes still held and the counters. Used by the property test and the
-/// fuzz target to compare a split stream with the same stream read whole.
-#[doc(hidden)]
-pub fn replay(
+/// Test support: feeds `data` to a connection in the pieces that end at `cuts`, as
+/// reads of that size, writing all output after each read, and returns the bytes
+/// written, the final state, the bytes still held and the counters. Used by the
+/// property test and the fuzz target to compare a split stream with the same
+/// stream read whole.
+pub(crate) fn replay(
     data: &[u8],
     cuts: &[usize],
     max_head: usize,
-) -> (Vec<u8>, Phase, Vec<u8>, crate::metrics::Snapshot) {
+) -> (Vec<u8>, State, usize, crate::metrics::Snapshot) {
     let templates = Templates::new(&crate::http::ResponseSpec::default(), 0);
     let counters = [WorkerCounters::default()];
+    let mut pools = Pools::new(max_head, 32 * 1024);
+    let mut conn = Conn::new();
     let mut out = Vec::new();
-    let mut phase = Phase::Head;
-    let mut pending: Vec<u8> = Vec::new();
+    let mut scratch = vec![0u8; 32 * 1024];
     let mut start = 0;
-    for &end in cuts.iter().chain(std::iter::once(&data.len())) {
-        let end = end.clamp(start, data.len());
-        pending.extend_from_slice(&data[start..end]);
-        start = end;
+    let mut ends: Vec<usize> = cuts.to_vec();
+    ends.push(data.len());
+    let mut i = 0;
+    while i < ends.len() {
+        let end = ends[i].clamp(start, data.len());
         let mut ctx = Ctx {
             templates: &templates,
-            out: &mut out,
             counters: &counters[0],
+            pools: &mut pools,
             max_head,
-            draining: false,
-            unclean_close: false,
+            drained: true,
+            boundaries: 0,
         };
-        let used = process(&mut phase, &pending, &mut ctx);
-        pending.drain(..used);
-        assert!(
-            pending.len() <= max_head,
-            "kept {} bytes, more than the head limit",
-            pending.len()
-        );
+        while conn.answer_held(&mut ctx) {
+            write_all_out(&mut conn, &mut out, &mut ctx);
+        }
+        if conn.next_step() != Step::Read {
+            break;
+        }
+        let buf = conn.read_buf(&mut scratch);
+        let n = (end - start).min(buf.len());
+        if n == 0 {
+            i += 1;
+            continue;
+        }
+        buf[..n].copy_from_slice(&data[start..start + n]);
+        start += n;
+        // As a socket would be: empty after a read only at the end of the stream.
+        ctx.drained = start == data.len();
+        conn.on_read(n, &scratch, &mut ctx);
+        write_all_out(&mut conn, &mut out, &mut ctx);
+        if start == end {
+            i += 1;
+        }
     }
-    (
-        out,
-        phase,
-        pending,
-        crate::metrics::Snapshot::sum(&counters),
-    )
+    let mut ctx = Ctx {
+        templates: &templates,
+        counters: &counters[0],
+        pools: &mut pools,
+        max_head,
+        drained: true,
+        boundaries: 0,
+    };
+    while conn.answer_held(&mut ctx) {
+        write_all_out(&mut conn, &mut out, &mut ctx);
+    }
+    let held = conn.held_input();
+    let state = conn.state();
+    conn.release(&mut pools);
+    (out, state, held, crate::metrics::Snapshot::sum(&counters))
+}
+
+fn write_all_out(conn: &mut Conn, out: &mut Vec<u8>, ctx: &mut Ctx<'_>) {
+    if let Some(q) = conn.output_mut() {
+        let _ = q.write_to(out, ctx.templates);
+    }
+    conn.after_write(ctx.pools);
 }
 
 #[cfg(test)]
@@ -295,17 +668,13 @@ mod tests {
 
     struct Run {
         out: Vec<u8>,
-        phase: Phase,
-        used: usize,
+        state: State,
+        held: usize,
     }
 
     fn run(data: &[u8]) -> Run {
-        let (out, phase, pending, _) = replay(data, &[], 8192);
-        Run {
-            out,
-            phase,
-            used: data.len() - pending.len(),
-        }
+        let (out, state, held, _) = replay(data, &[], 8192);
+        Run { out, state, held }
     }
 
     fn statuses(out: &[u8]) -> Vec<String> {
@@ -320,8 +689,8 @@ mod tests {
     fn pipelined_requests_answered_in_order() {
         let r = run(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nHEAD / HTTP/1.1\r\nHost: a\r\n\r\nGET /");
         assert_eq!(statuses(&r.out), ["200", "200"]);
-        assert_eq!(r.used, 55);
-        assert_eq!(r.phase, Phase::Head);
+        assert_eq!(r.held, 5);
+        assert_eq!(r.state, State::Head);
     }
 
     #[test]
@@ -336,7 +705,7 @@ mod tests {
     fn bad_chunk_gets_400_and_close() {
         let r = run(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
         assert_eq!(statuses(&r.out), ["400"]);
-        assert_eq!(r.phase, Phase::Closing);
+        assert_eq!(r.state, State::Closing { linger: true });
     }
 
     #[test]
@@ -344,6 +713,23 @@ mod tests {
         let r = run(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n");
         assert_eq!(statuses(&r.out), ["200"]);
         assert!(String::from_utf8_lossy(&r.out).contains("Connection: close\r\n"));
-        assert_eq!(r.phase, Phase::Closing);
+        assert_eq!(r.state, State::Closing { linger: true });
+    }
+
+    #[test]
+    fn expect_continue_gets_100_then_the_answer_after_the_body() {
+        let r = run(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabcGET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(statuses(&r.out), ["100", "200", "200"]);
+        let r = run(b"POST / HTTP/1.0\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc");
+        assert_eq!(statuses(&r.out), ["200"], "no 100 for HTTP/1.0");
+    }
+
+    #[test]
+    fn a_long_pipelined_read_is_answered_within_the_cap() {
+        let one = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let data: Vec<u8> = one.iter().copied().cycle().take(one.len() * 1000).collect();
+        let (out, state, held, snap) = replay(&data, &[], 8192);
+        assert_eq!(statuses(&out).len(), 1000);
+        assert_eq!((state, held, snap.requests), (State::Head, 0, 1000));
     }
 }

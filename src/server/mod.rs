@@ -1,10 +1,12 @@
 //! The server: listeners, worker threads, graceful shutdown, metrics thread.
 
 pub mod conn;
+mod deadline;
 pub mod listener;
-pub mod pool;
-pub mod timer;
-pub mod worker;
+mod output;
+mod pool;
+mod timer;
+mod worker;
 
 use crate::config::Config;
 use crate::http::date::unix_now_coarse;
@@ -63,6 +65,7 @@ pub fn run(cfg: Config) -> io::Result<()> {
         max_head: cfg.max_header_bytes,
         header_timeout: cfg.header_timeout,
         idle_timeout: cfg.idle_timeout,
+        body_timeout: cfg.body_timeout,
         write_timeout: cfg.write_timeout,
         shutdown_timeout: cfg.shutdown_timeout,
     };
@@ -88,7 +91,7 @@ pub fn run(cfg: Config) -> io::Result<()> {
         Level::Info,
         "start",
         "version={} workers={} backlog={} somaxconn={} max_connections={} max_header_bytes={} nofile={} \
-         header_timeout_ms={} idle_timeout_ms={} write_timeout_ms={} shutdown_timeout_ms={} status={} body_bytes={} statsd={}",
+         header_timeout_ms={} idle_timeout_ms={} body_timeout_ms={} write_timeout_ms={} shutdown_timeout_ms={} status={} body_bytes={} statsd={}",
         env!("CARGO_PKG_VERSION"),
         cfg.workers,
         effective_backlog,
@@ -98,6 +101,7 @@ pub fn run(cfg: Config) -> io::Result<()> {
         nofile.map_or("unknown".to_string(), |n| n.to_string()),
         cfg.header_timeout.as_millis(),
         cfg.idle_timeout.as_millis(),
+        cfg.body_timeout.as_millis(),
         cfg.write_timeout.as_millis(),
         cfg.shutdown_timeout.as_millis(),
         cfg.response.status,

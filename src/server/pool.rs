@@ -1,67 +1,44 @@
-//! A per-worker pool of byte buffers.
+//! A per-worker pool of boxed buffers.
 //!
 //! Idle keep-alive connections own no buffer: reads go into the worker's scratch
-//! buffer and responses into its output buffer. A connection takes a pooled buffer
-//! only while it holds a partial request head or output the kernel did not accept
-//! yet, and gives it back as soon as that is resolved. The pool keeps at most
-//! `max_free` buffers and frees the rest, so memory follows the number of connections
-//! that are mid-request, not the number that are open.
+//! buffer and responses are queued as references. A connection takes a pooled
+//! buffer only while it holds input it could not finish with (part of a request
+//! head, or requests waiting for room to answer) or output the kernel has not
+//! accepted yet, and gives it back as soon as that is resolved. The pool keeps at
+//! most `max_free` buffers and frees the rest, so memory follows the number of
+//! connections that are mid-request, not the number that are open.
 
-/// Buffers of one kind: fixed-size input buffers (length == capacity, contents
-/// irrelevant) or growable output buffers (length 0 when free).
-pub struct BufPool {
-    free: Vec<Vec<u8>>,
+/// Boxed values of one kind, kept for reuse.
+pub(crate) struct Pool<T> {
+    free: Vec<Box<T>>,
     max_free: usize,
-    size: usize,
-    fixed: bool,
 }
 
-impl BufPool {
-    /// A pool of input buffers, each exactly `size` bytes long.
-    pub fn fixed(size: usize, max_free: usize) -> BufPool {
-        BufPool {
+impl<T> Pool<T> {
+    /// An empty pool that keeps at most `max_free` values.
+    pub(crate) fn new(max_free: usize) -> Pool<T> {
+        Pool {
             free: Vec::new(),
             max_free,
-            size,
-            fixed: true,
         }
     }
 
-    /// A pool of empty output buffers with `size` bytes of initial capacity.
-    pub fn growable(size: usize, max_free: usize) -> BufPool {
-        BufPool {
-            free: Vec::new(),
-            max_free,
-            size,
-            fixed: false,
+    /// A value from the pool, or a new one from `make`. The caller resets it.
+    #[inline]
+    pub(crate) fn take_or(&mut self, make: impl FnOnce() -> Box<T>) -> Box<T> {
+        self.free.pop().unwrap_or_else(make)
+    }
+
+    /// Returns a value; kept if the pool has room, freed otherwise.
+    #[inline]
+    pub(crate) fn give(&mut self, value: Box<T>) {
+        if self.free.len() < self.max_free {
+            self.free.push(value);
         }
     }
 
-    /// A buffer from the pool, or a new one.
-    pub fn take(&mut self) -> Vec<u8> {
-        match self.free.pop() {
-            Some(b) => b,
-            None if self.fixed => vec![0; self.size],
-            None => Vec::with_capacity(self.size),
-        }
-    }
-
-    /// Returns a buffer. Kept if the pool has room and the buffer did not grow far
-    /// beyond its nominal size; freed otherwise.
-    pub fn give(&mut self, mut buf: Vec<u8>) {
-        if self.free.len() >= self.max_free || buf.capacity() > self.size * 4 {
-            return;
-        }
-        if !self.fixed {
-            buf.clear();
-        } else if buf.len() != self.size {
-            return;
-        }
-        self.free.push(buf);
-    }
-
-    /// Buffers currently kept for reuse.
-    pub fn free_count(&self) -> usize {
+    /// Values currently kept for reuse.
+    pub(crate) fn free_count(&self) -> usize {
         self.free.len()
     }
 }
@@ -72,18 +49,14 @@ mod tests {
 
     #[test]
     fn bounded_and_reused() {
-        let mut p = BufPool::growable(16, 2);
-        let bufs: Vec<_> = (0..4).map(|_| p.take()).collect();
-        for mut b in bufs {
-            b.extend_from_slice(b"abc");
+        let mut p: Pool<[u8; 16]> = Pool::new(2);
+        let taken: Vec<_> = (0..4).map(|_| p.take_or(|| Box::new([7; 16]))).collect();
+        for b in taken {
             p.give(b);
         }
         assert_eq!(p.free_count(), 2);
-        assert!(p.take().is_empty());
-        let big = Vec::with_capacity(1000);
-        p.give(big);
+        let again = p.take_or(|| Box::new([0; 16]));
+        assert_eq!(again[0], 7, "a kept value is reused");
         assert_eq!(p.free_count(), 1);
-        let mut f = BufPool::fixed(8, 1);
-        assert_eq!(f.take().len(), 8);
     }
 }

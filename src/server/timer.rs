@@ -8,18 +8,21 @@
 
 /// What a connection is waiting for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimerKind {
+pub(crate) enum TimerKind {
     /// The rest of a request head (slowloris guard); answered with 408.
     Header = 0,
-    /// The next request on a keep-alive connection, or more request content.
+    /// The next request on a keep-alive connection.
     Idle = 1,
+    /// The rest of a request's content (trickled bodies); answered with 408.
+    Body = 2,
     /// The client to read what was sent.
-    Write = 2,
+    Write = 3,
     /// The client to close after the server's final response.
-    Linger = 3,
+    Linger = 4,
 }
 
-const KINDS: usize = 4;
+/// Number of [`TimerKind`]s.
+pub(crate) const KINDS: usize = 5;
 const NIL: u32 = u32::MAX;
 
 #[derive(Debug, Clone, Copy)]
@@ -44,7 +47,7 @@ struct List {
 }
 
 /// The timers of one worker. Times are milliseconds on the worker's monotonic clock.
-pub struct Timers {
+pub(crate) struct Timers {
     nodes: Vec<Node>,
     lists: [List; KINDS],
     durations: [u64; KINDS],
@@ -52,7 +55,7 @@ pub struct Timers {
 
 impl Timers {
     /// Timers with the given durations in milliseconds, indexed by [`TimerKind`].
-    pub fn new(durations: [u64; KINDS]) -> Timers {
+    pub(crate) fn new(durations: [u64; KINDS]) -> Timers {
         Timers {
             nodes: Vec::new(),
             lists: [List {
@@ -64,12 +67,12 @@ impl Timers {
     }
 
     /// The kind armed for `slot`, if any.
-    pub fn kind(&self, slot: usize) -> Option<TimerKind> {
+    pub(crate) fn kind(&self, slot: usize) -> Option<TimerKind> {
         self.nodes.get(slot).and_then(|n| n.kind)
     }
 
     /// Arms (or re-arms) `slot` to fire `kind`'s duration after `now`.
-    pub fn arm(&mut self, slot: usize, kind: TimerKind, now: u64) {
+    pub(crate) fn arm(&mut self, slot: usize, kind: TimerKind, now: u64) {
         self.disarm(slot);
         if self.nodes.len() <= slot {
             self.nodes.resize(slot + 1, EMPTY);
@@ -92,7 +95,7 @@ impl Timers {
     }
 
     /// Disarms `slot`'s timer, if armed.
-    pub fn disarm(&mut self, slot: usize) {
+    pub(crate) fn disarm(&mut self, slot: usize) {
         let Some(node) = self.nodes.get(slot).copied() else {
             return;
         };
@@ -112,7 +115,7 @@ impl Timers {
     }
 
     /// The earliest deadline of any armed timer.
-    pub fn next_deadline(&self) -> Option<u64> {
+    pub(crate) fn next_deadline(&self) -> Option<u64> {
         self.lists
             .iter()
             .filter(|l| l.head != NIL)
@@ -121,7 +124,7 @@ impl Timers {
     }
 
     /// Disarms and returns one timer whose deadline is at or before `now`.
-    pub fn pop_expired(&mut self, now: u64) -> Option<(usize, TimerKind)> {
+    pub(crate) fn pop_expired(&mut self, now: u64) -> Option<(usize, TimerKind)> {
         for list in self.lists {
             if list.head != NIL {
                 let node = self.nodes[list.head as usize];
@@ -142,7 +145,7 @@ mod tests {
 
     #[test]
     fn fires_in_deadline_order_and_rearm_moves() {
-        let mut t = Timers::new([100, 1000, 50, 10]);
+        let mut t = Timers::new([100, 1000, 5000, 50, 10]);
         t.arm(3, TimerKind::Header, 0);
         t.arm(7, TimerKind::Idle, 0);
         t.arm(1, TimerKind::Header, 20);
