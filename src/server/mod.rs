@@ -2,6 +2,7 @@
 
 pub mod conn;
 mod deadline;
+mod drive;
 pub mod listener;
 mod output;
 mod pool;

@@ -9,8 +9,9 @@
 //! connection waits for the client. [`Worker::release`] is the one place that
 //! closes a connection and gives back what it holds.
 
-use super::conn::{Conn, Ctx, Pools, Step};
+use super::conn::{Conn, Pools};
 use super::deadline::{next_timer, Progress, TimerChange};
+use super::drive::{drive, Outcome, Resources};
 use super::timer::{TimerKind, Timers, KINDS};
 use crate::http::date::unix_now_coarse;
 use crate::http::Templates;
@@ -19,7 +20,6 @@ use crate::metrics::{bump, WorkerCounters};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::io::{self, Read};
-use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -35,9 +35,8 @@ const READ_SIZE: usize = 32 * 1024;
 /// close). Bounded by time, never by a byte count, so that a client still sending
 /// cannot make the server close with unread input (a reset) before this.
 const LINGER: Duration = Duration::from_secs(5);
-/// Reads of [`READ_SIZE`] a lingering connection is given per event, so that one
-/// client flooding input cannot hold the worker.
-const LINGER_READS_PER_EVENT: usize = 16;
+/// Reads of [`READ_SIZE`] given to each connection left at the shutdown timeout.
+const ABANDON_READS: usize = 16;
 /// Retry delay after `accept` failed for lack of descriptors or memory, or while at
 /// `--max-connections`.
 const ACCEPT_RETRY_MS: u64 = 50;
@@ -65,25 +64,6 @@ pub(crate) struct Settings {
 struct Slot {
     stream: TcpStream,
     conn: Conn,
-}
-
-/// What the worker's connections share: the scratch buffer reads go into when a
-/// connection holds no input, the pools of input buffers and output queues, and
-/// the responses. Kept apart from [`Worker`] so that a connection and these can
-/// be borrowed at the same time.
-struct Resources {
-    scratch: Box<[u8]>,
-    pools: Pools,
-    templates: Templates,
-    counters: Arc<[WorkerCounters]>,
-    id: usize,
-    max_head: usize,
-}
-
-impl Resources {
-    fn counters(&self) -> &WorkerCounters {
-        &self.counters[self.id]
-    }
 }
 
 /// A worker thread's whole state.
@@ -353,91 +333,17 @@ impl Worker {
 
     // ----- serving -----
 
-    /// Moves connection `idx` forward as far as its socket allows: write, answer,
-    /// read, repeat; then set its timer.
+    /// Moves connection `idx` forward as far as its socket allows, then sets its
+    /// timer or closes it.
     fn drive(&mut self, idx: usize) {
-        let mut progress = Progress::default();
-        let mut drained = false;
-        loop {
-            let Some(slot) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
-                return;
-            };
-            let res = &mut self.res;
-            let mut ctx = Ctx {
-                templates: &res.templates,
-                counters: &res.counters[res.id],
-                pools: &mut res.pools,
-                max_head: res.max_head,
-                drained,
-                boundaries: 0,
-            };
-            if let Some(q) = slot.conn.output_mut() {
-                match q.write_to(&mut slot.stream, ctx.templates) {
-                    Ok(n) => {
-                        if n > 0 {
-                            progress.wrote = true;
-                            bump(&ctx.counters.bytes_sent, n as u64);
-                        }
-                        slot.conn.after_write(ctx.pools);
-                    }
-                    Err(_) => return self.release(idx),
-                }
-            }
-            if slot.conn.answer_held(&mut ctx) {
-                progress.boundaries += ctx.boundaries;
-                continue;
-            }
-            match slot.conn.next_step() {
-                Step::Read if !drained => {}
-                Step::Read | Step::WaitWritable => break,
-                Step::Close => return self.release(idx),
-                Step::Linger => {
-                    // Send FIN now but keep reading: closing with unread input would send a
-                    // reset, and a reset can destroy the response before the client has read it.
-                    let _ = slot.stream.shutdown(Shutdown::Write);
-                    slot.conn.start_linger();
-                    self.timers.arm(idx, TimerKind::Linger, self.now);
-                    return self.discard_input(idx);
-                }
-                Step::Discard => return self.discard_input(idx),
-            }
-            let buf = slot.conn.read_buf(&mut res.scratch);
-            let requested = buf.len();
-            match slot.stream.read(buf) {
-                Ok(0) => {
-                    drained = true;
-                    progress.read = true;
-                    slot.conn.on_eof(&mut ctx);
-                }
-                Ok(n) => {
-                    drained = n < requested;
-                    ctx.drained = drained;
-                    progress.read = true;
-                    slot.conn.on_read(n, &res.scratch, &mut ctx);
-                    progress.boundaries += ctx.boundaries;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => drained = true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return self.release(idx),
-            }
-        }
-        self.update_timer(idx, progress);
-    }
-
-    /// Lingering: reads and drops input until EOF (then closes) or the socket is empty.
-    fn discard_input(&mut self, idx: usize) {
-        for _ in 0..LINGER_READS_PER_EVENT {
-            let Some(slot) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
-                return;
-            };
-            match slot.stream.read(&mut self.res.scratch) {
-                Ok(0) => return self.release(idx),
-                Ok(n) if n < self.res.scratch.len() => return,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return self.release(idx),
-            }
+        let Some(slot) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        match drive(&mut slot.stream, &mut slot.conn, &mut self.res) {
+            Outcome::Waiting(progress) => self.update_timer(idx, progress),
+            Outcome::StartedLinger => self.timers.arm(idx, TimerKind::Linger, self.now),
+            Outcome::Lingering => {}
+            Outcome::Close => self.release(idx),
         }
     }
 
@@ -457,15 +363,7 @@ impl Worker {
             let Some(slot) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
                 continue;
             };
-            let res = &mut self.res;
-            let mut ctx = Ctx {
-                templates: &res.templates,
-                counters: &res.counters[res.id],
-                pools: &mut res.pools,
-                max_head: res.max_head,
-                drained: false,
-                boundaries: 0,
-            };
+            let (mut ctx, _) = self.res.ctx(false);
             let waited = slot.conn.waiting();
             if slot.conn.on_timeout(waited, &mut ctx) {
                 self.release(idx);
@@ -507,15 +405,7 @@ impl Worker {
             return true;
         };
         let unread = unread_bytes(&slot.stream);
-        let res = &mut self.res;
-        let mut ctx = Ctx {
-            templates: &res.templates,
-            counters: &res.counters[res.id],
-            pools: &mut res.pools,
-            max_head: res.max_head,
-            drained: false,
-            boundaries: 0,
-        };
+        let (mut ctx, _) = self.res.ctx(false);
         if slot.conn.begin_drain(unread, &mut ctx) {
             self.release(idx);
             return true;
@@ -529,7 +419,7 @@ impl Worker {
     fn abandon_all(&mut self) {
         for idx in 0..self.slots.len() {
             if let Some(slot) = self.slots[idx].as_mut() {
-                for _ in 0..LINGER_READS_PER_EVENT {
+                for _ in 0..ABANDON_READS {
                     match slot.stream.read(&mut self.res.scratch) {
                         Ok(n) if n == self.res.scratch.len() => {}
                         _ => break,

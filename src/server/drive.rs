@@ -1,0 +1,152 @@
+//! Moving one connection forward on its socket: the I/O half of the connection.
+//!
+//! [`drive`] writes what the connection owes, lets it answer requests it holds,
+//! reads, and repeats until the connection waits for its client; the
+//! [`Conn`] state machine decides every step. It is generic over the socket, so
+//! the worker runs it on a `TcpStream` and the model test on a simulated socket
+//! that takes writes of any size, resets, or ends at any point.
+
+use super::conn::{Conn, Ctx, Pools, Step};
+use super::deadline::Progress;
+use crate::http::Templates;
+use crate::metrics::{bump, WorkerCounters};
+use std::io::{self, Read, Write};
+
+/// Reads of the scratch buffer's size a lingering connection is given per event,
+/// so that one client flooding input cannot hold the worker.
+const LINGER_READS_PER_EVENT: usize = 16;
+
+/// A connected stream socket.
+pub(crate) trait Socket: Read + Write {
+    /// Sends FIN: nothing more will be written.
+    fn shutdown_write(&mut self) -> io::Result<()>;
+}
+
+impl Socket for mio::net::TcpStream {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+/// What a worker's connections share: the scratch buffer reads go into when a
+/// connection holds no input, the pools of input buffers and output queues, the
+/// responses and the counters.
+pub(crate) struct Resources {
+    pub(crate) scratch: Box<[u8]>,
+    pub(crate) pools: Pools,
+    pub(crate) templates: Templates,
+    pub(crate) counters: std::sync::Arc<[WorkerCounters]>,
+    pub(crate) id: usize,
+    pub(crate) max_head: usize,
+}
+
+impl Resources {
+    /// This worker's counters.
+    pub(crate) fn counters(&self) -> &WorkerCounters {
+        &self.counters[self.id]
+    }
+
+    /// The context a connection step needs.
+    pub(crate) fn ctx(&mut self, drained: bool) -> (Ctx<'_>, &mut [u8]) {
+        (
+            Ctx {
+                templates: &self.templates,
+                counters: &self.counters[self.id],
+                pools: &mut self.pools,
+                max_head: self.max_head,
+                drained,
+                boundaries: 0,
+            },
+            &mut self.scratch,
+        )
+    }
+}
+
+/// How a [`drive`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The connection waits for its client (to send, or to read); set its timer
+    /// from this progress.
+    Waiting(Progress),
+    /// The final response is written and FIN sent: the connection lingers now.
+    StartedLinger,
+    /// Still lingering.
+    Lingering,
+    /// Close the connection.
+    Close,
+}
+
+/// Moves `conn` forward as far as `sock` allows: write, answer, read, repeat.
+pub(crate) fn drive<S: Socket>(sock: &mut S, conn: &mut Conn, res: &mut Resources) -> Outcome {
+    let mut progress = Progress::default();
+    let mut drained = false;
+    loop {
+        let (mut ctx, scratch) = res.ctx(drained);
+        if let Some(q) = conn.output_mut() {
+            match q.write_to(sock, ctx.templates) {
+                Ok(n) => {
+                    if n > 0 {
+                        progress.wrote = true;
+                        bump(&ctx.counters.bytes_sent, n as u64);
+                    }
+                    conn.after_write(ctx.pools);
+                }
+                Err(_) => return Outcome::Close,
+            }
+        }
+        if conn.answer_held(&mut ctx) {
+            progress.boundaries += ctx.boundaries;
+            continue;
+        }
+        match conn.next_step() {
+            Step::Read if !drained => {}
+            Step::Read | Step::WaitWritable => return Outcome::Waiting(progress),
+            Step::Close => return Outcome::Close,
+            Step::Linger => {
+                // Send FIN now but keep reading: closing with unread input would send a
+                // reset, and a reset can destroy the response before the client has read it.
+                let _ = sock.shutdown_write();
+                conn.start_linger();
+                return match discard_input(sock, scratch) {
+                    Outcome::Lingering => Outcome::StartedLinger,
+                    other => other,
+                };
+            }
+            Step::Discard => return discard_input(sock, scratch),
+        }
+        let buf = conn.read_buf(scratch);
+        let requested = buf.len();
+        match sock.read(buf) {
+            Ok(0) => {
+                drained = true;
+                progress.read = true;
+                conn.on_eof(&mut ctx);
+            }
+            Ok(n) => {
+                drained = n < requested;
+                ctx.drained = drained;
+                progress.read = true;
+                conn.on_read(n, scratch, &mut ctx);
+                progress.boundaries += ctx.boundaries;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => drained = true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Outcome::Close,
+        }
+    }
+}
+
+/// Lingering: reads and drops input until EOF (then close) or the socket is empty.
+pub(crate) fn discard_input<S: Read>(sock: &mut S, scratch: &mut [u8]) -> Outcome {
+    for _ in 0..LINGER_READS_PER_EVENT {
+        match sock.read(scratch) {
+            Ok(0) => return Outcome::Close,
+            Ok(n) if n < scratch.len() => return Outcome::Lingering,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Lingering,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Outcome::Close,
+        }
+    }
+    Outcome::Lingering
+}
