@@ -97,6 +97,28 @@ impl Server {
         Client::connect(SocketAddr::from(([127, 0, 0, 1], self.port())))
     }
 
+    /// A client whose socket has a receive buffer of about `bytes` (SO_RCVBUF set
+    /// before connecting, so the advertised window is small too): a slow network or
+    /// a client that reads in small pieces, so the server's output backs up in its
+    /// own send queue.
+    pub fn connect_small_rcvbuf(&self, bytes: usize) -> Client {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port()));
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        socket
+            .connect_timeout(&addr.into(), IO_TIMEOUT)
+            .expect("connect");
+        let stream: TcpStream = socket.into();
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
@@ -154,6 +176,33 @@ impl Server {
     /// Resident memory from /proc, in KiB.
     pub fn rss_kib(&self) -> u64 {
         proc_status_kib(self.pid(), "VmRSS:")
+    }
+
+    /// Waits up to `limit` until every thread of the process is stopped (after
+    /// SIGSTOP); panics otherwise.
+    pub fn wait_stopped(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let tasks = format!("/proc/{}/task", self.pid());
+        loop {
+            let all_stopped = std::fs::read_dir(&tasks).is_ok_and(|dir| {
+                dir.flatten().all(|t| {
+                    let tid: i32 = t.file_name().to_string_lossy().parse().unwrap_or(0);
+                    let stat =
+                        std::fs::read_to_string(format!("{tasks}/{tid}/stat")).unwrap_or_default();
+                    stat.rsplit_once(')')
+                        .and_then(|x| x.1.trim_start().chars().next())
+                        .is_some_and(|c| c == 'T' || c == 't')
+                })
+            });
+            if all_stopped {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process not stopped within {limit:?}"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// User + system CPU time of the process, in clock ticks.
@@ -248,13 +297,22 @@ impl Client {
     /// Like [`response`](Self::response) but returns `None` on EOF or reset before
     /// a complete response.
     pub fn try_response(&mut self, head_request: bool) -> Option<Response> {
+        match self.next_response(head_request) {
+            Next::Response(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Reads one response and says why there is none: EOF, the read timeout, or a
+    /// failed read (a reset). Bytes of an incomplete response stay buffered, so a
+    /// call after [`Next::Timeout`] continues where this one stopped.
+    pub fn next_response(&mut self, head_request: bool) -> Next {
         let head_end = loop {
             if let Some(i) = find(&self.buf, b"\r\n\r\n") {
                 break i + 4;
             }
-            match self.fill() {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
+            if let Some(end) = self.fill_or_end() {
+                return end;
             }
         };
         let head = String::from_utf8(self.buf[..head_end].to_vec()).expect("ASCII head");
@@ -278,20 +336,53 @@ impl Client {
             .unwrap_or(0);
         let len = if head_request { 0 } else { len };
         while self.buf.len() < head_end + len {
-            match self.fill() {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
+            if let Some(end) = self.fill_or_end() {
+                return end;
             }
         }
         let body = self.buf[head_end..head_end + len].to_vec();
         self.buf.drain(..head_end + len);
-        Some(Response {
+        Next::Response(Response {
             status,
             status_line,
             headers,
             body,
             wire_len: head_end + len,
         })
+    }
+
+    /// One read into the buffer: `None` when bytes arrived, else why none did.
+    fn fill_or_end(&mut self) -> Option<Next> {
+        match self.fill() {
+            Ok(0) => Some(Next::Eof),
+            Ok(_) => None,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                Some(Next::Timeout)
+            }
+            Err(e) => Some(Next::Failed(e)),
+        }
+    }
+
+    /// How the connection goes on after the responses read so far, waiting at most
+    /// `wait` for something to happen: EOF, a reset, more bytes, or nothing.
+    pub fn ending(&mut self, wait: Duration) -> Ending {
+        if !self.buf.is_empty() {
+            return Ending::Extra(std::mem::take(&mut self.buf));
+        }
+        let before = self.stream.read_timeout().ok().flatten();
+        self.stream.set_read_timeout(Some(wait)).unwrap();
+        let mut chunk = [0u8; 16 * 1024];
+        let end = match self.stream.read(&mut chunk) {
+            Ok(0) => Ending::Eof,
+            Ok(n) => Ending::Extra(chunk[..n].to_vec()),
+            Err(e) => match e.kind() {
+                ErrorKind::WouldBlock | ErrorKind::TimedOut => Ending::Open,
+                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => Ending::Reset,
+                k => Ending::Failed(k),
+            },
+        };
+        self.stream.set_read_timeout(before).unwrap();
+        end
     }
 
     /// Bytes received but not yet returned as part of a response.
@@ -330,3 +421,152 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// A simple GET with Host.
 pub const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n";
+
+/// What [`Client::next_response`] found.
+pub enum Next {
+    Response(Response),
+    /// EOF before a complete response ([`Client::buffered`] holds any partial bytes).
+    Eof,
+    /// The read timeout passed before a complete response.
+    Timeout,
+    /// A read failed, e.g. with ECONNRESET.
+    Failed(std::io::Error),
+}
+
+impl std::fmt::Debug for Next {
+    /// Short: a response shows its status line and body length, never the body.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Next::Response(r) => write!(
+                f,
+                "response {:?} ({} body bytes)",
+                r.status_line,
+                r.body.len()
+            ),
+            Next::Eof => f.write_str("EOF before a complete response"),
+            Next::Timeout => f.write_str("read timeout before a complete response"),
+            Next::Failed(e) => write!(f, "read failed: {e} ({:?})", e.kind()),
+        }
+    }
+}
+
+/// What [`Client::ending`] saw after the responses read so far.
+#[derive(PartialEq, Eq)]
+pub enum Ending {
+    /// The server closed the connection cleanly.
+    Eof,
+    /// The read failed with ECONNRESET or ECONNABORTED.
+    Reset,
+    /// More bytes arrived (or were already buffered).
+    Extra(Vec<u8>),
+    /// Nothing within the wait: the connection is still open.
+    Open,
+    /// Another read error.
+    Failed(ErrorKind),
+}
+
+impl std::fmt::Debug for Ending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ending::Eof => f.write_str("EOF"),
+            Ending::Reset => f.write_str("connection reset"),
+            Ending::Extra(b) => {
+                let shown = &b[..b.len().min(80)];
+                write!(
+                    f,
+                    "{} unexpected bytes: {:?}",
+                    b.len(),
+                    String::from_utf8_lossy(shown)
+                )
+            }
+            Ending::Open => f.write_str("still open, nothing sent"),
+            Ending::Failed(k) => write!(f, "read failed: {k:?}"),
+        }
+    }
+}
+
+/// Closes `stream` with SO_LINGER 0, so the kernel sends a reset instead of a FIN.
+pub fn close_with_reset(stream: TcpStream) {
+    use std::os::fd::AsRawFd;
+    let lin = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a descriptor we own, with a valid linger struct and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&lin as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+    drop(stream);
+}
+
+/// Whether the peer has closed or reset `stream`, seen without reading from it
+/// (poll for POLLRDHUP, POLLHUP or POLLERR).
+pub fn peer_gone(stream: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n > 0 && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+}
+
+/// `len` reproducible pseudo-random bytes (xorshift64* from `seed`): a body in which
+/// a misplaced, repeated or missing piece shows up as a difference.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A file in the temporary directory, removed on drop.
+pub struct TempFile {
+    pub path: std::path::PathBuf,
+}
+
+impl TempFile {
+    pub fn new(tag: &str, bytes: &[u8]) -> TempFile {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("vrypt-{tag}-{}-{n}", std::process::id()));
+        std::fs::write(&path, bytes).expect("write temp file");
+        TempFile { path }
+    }
+
+    pub fn path_str(&self) -> &str {
+        self.path.to_str().expect("UTF-8 temp path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Whether a `curl` binary runs on this machine.
+pub fn curl_available() -> bool {
+    Command::new("curl")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}

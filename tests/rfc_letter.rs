@@ -1,0 +1,237 @@
+//! The letter of RFC 9110/9112 on points a lenient parser gets wrong: Host syntax,
+//! transfer codings, chunk and trailer lines, bodiless answers, long Content-Length
+//! digits and raw bytes in the request-target. Each over a real socket.
+
+mod common;
+
+use common::{Ending, Next, Server, IO_TIMEOUT};
+use std::time::Duration;
+
+/// Sends `req` and expects `status` with `Connection: close`, then the close.
+fn rejected(s: &Server, req: &[u8], status: u16) {
+    let mut c = s.connect();
+    c.send(req);
+    let what = String::from_utf8_lossy(req);
+    let r = match c.next_response(false) {
+        Next::Response(r) => r,
+        other => panic!("for {what:?}: {other:?}"),
+    };
+    assert_eq!(r.status, status, "for {what:?}: {:?}", r.status_line);
+    assert_eq!(r.header("Connection"), Some("close"), "for {what:?}");
+    assert!(
+        c.closed(),
+        "for {what:?}: connection left open after {status}"
+    );
+}
+
+/// Sends `req` (and nothing after it) and expects a 200.
+fn accepted(s: &Server, req: &[u8]) {
+    let mut c = s.connect();
+    c.send(req);
+    let what = String::from_utf8_lossy(req);
+    match c.next_response(false) {
+        Next::Response(r) => assert_eq!(r.status, 200, "for {what:?}: {:?}", r.status_line),
+        other => panic!("for {what:?}: {other:?}"),
+    }
+}
+
+/// RFC 9110 §7.2 / RFC 3986 §3.2.2: Host is `uri-host [ ":" port ]`; anything else is 400.
+#[test]
+fn host_with_invalid_value_gets_400() {
+    let s = Server::start(&[]);
+    for host in ["a b", "a/b", "u@a", "a, b"] {
+        rejected(
+            &s,
+            format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
+            400,
+        );
+    }
+}
+
+#[test]
+fn host_with_port_or_ip_literal_is_accepted() {
+    let s = Server::start(&[]);
+    for host in ["example.com:8080", "[::1]:80"] {
+        accepted(
+            &s,
+            format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
+        );
+    }
+}
+
+/// RFC 9112 §6.1: a transfer coding the server does not understand is 501.
+#[test]
+fn unknown_transfer_coding_before_chunked_gets_501() {
+    let s = Server::start(&[]);
+    for te in ["gzip, chunked", "cow, chunked"] {
+        rejected(
+            &s,
+            format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {te}\r\n\r\n0\r\n\r\n")
+                .as_bytes(),
+            501,
+        );
+    }
+}
+
+/// RFC 9112 §7.1.1: after the chunk size only `BWS ";"` may start an extension.
+#[test]
+fn chunk_size_followed_by_junk_gets_400() {
+    let s = Server::start(&[]);
+    for line in ["5 xyz", "5\txyz"] {
+        rejected(
+            &s,
+            format!(
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n{line}\r\nhello\r\n0\r\n\r\n"
+            )
+            .as_bytes(),
+            400,
+        );
+    }
+}
+
+/// RFC 9112 §7.1.2: a trailer line is a field line, `name ":" value`.
+#[test]
+fn trailer_line_without_colon_gets_400() {
+    let s = Server::start(&[]);
+    rejected(
+        &s,
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nno colon here\r\n\r\n",
+        400,
+    );
+}
+
+/// Sends a HEAD request that the server rejects: the answer has `status`, a
+/// Content-Length, and no body bytes before EOF (RFC 9110 §9.3.2).
+fn head_error_has_no_body(s: &Server, req: &[u8], status: u16) {
+    let mut c = s.connect();
+    c.send(req);
+    let r = match c.next_response(true) {
+        Next::Response(r) => r,
+        other => panic!("HEAD rejected with {status}: {other:?}"),
+    };
+    assert_eq!(r.status, status, "{}", r.status_line);
+    assert!(
+        r.header("Content-Length").is_some(),
+        "no Content-Length in {:?}",
+        r.headers
+    );
+    assert_eq!(
+        c.ending(IO_TIMEOUT),
+        Ending::Eof,
+        "what followed the head of the {status} answer to HEAD"
+    );
+}
+
+#[test]
+fn head_answered_400_has_no_body() {
+    let s = Server::start(&[]);
+    head_error_has_no_body(
+        &s,
+        b"HEAD / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n",
+        400,
+    );
+}
+
+#[test]
+fn head_answered_414_has_no_body() {
+    let s = Server::start(&["--max-header-bytes", "1024"]);
+    let mut req = b"HEAD /".to_vec();
+    req.extend(std::iter::repeat_n(b'a', 2000));
+    req.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
+    head_error_has_no_body(&s, &req, 414);
+}
+
+#[test]
+fn head_answered_431_has_no_body() {
+    let s = Server::start(&["--max-header-bytes", "1024"]);
+    let mut req = b"HEAD / HTTP/1.1\r\nHost: a\r\n".to_vec();
+    for i in 0..40 {
+        req.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "v".repeat(40)).as_bytes());
+    }
+    req.extend_from_slice(b"\r\n");
+    head_error_has_no_body(&s, &req, 431);
+}
+
+#[test]
+fn head_answered_505_has_no_body() {
+    let s = Server::start(&[]);
+    head_error_has_no_body(&s, b"HEAD / HTTP/2.0\r\nHost: a\r\n\r\n", 505);
+}
+
+/// GETs once with `--status code` and returns the response head (body not read) and
+/// what followed it before EOF.
+fn bodiless_status(code: &str) -> (common::Response, Ending) {
+    let s = Server::start(&["--status", code]);
+    let mut c = s.connect();
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    let r = match c.next_response(true) {
+        Next::Response(r) => r,
+        other => panic!("--status {code}: {other:?}"),
+    };
+    assert_eq!(r.status.to_string(), code, "{}", r.status_line);
+    (r, c.ending(IO_TIMEOUT))
+}
+
+/// RFC 9110 §15.3.6: 205 has no content (Content-Length 0 or none).
+#[test]
+fn status_205_sends_no_body() {
+    let (r, end) = bodiless_status("205");
+    let len = r.header("Content-Length");
+    assert!(len.is_none() || len == Some("0"), "Content-Length {len:?}");
+    assert_eq!(end, Ending::Eof, "after the 205 head");
+}
+
+/// RFC 9110 §8.6 / §15.4.5: a 304 to a GET must not carry a Content-Length that is
+/// not the representation's; the server has none to give, so none at all.
+#[test]
+fn status_304_sends_no_content_length_and_no_body() {
+    let (r, end) = bodiless_status("304");
+    assert_eq!(r.header("Content-Length"), None, "{:?}", r.headers);
+    assert_eq!(end, Ending::Eof, "after the 304 head");
+}
+
+/// RFC 9110 §8.6: no Content-Length in a 204.
+#[test]
+fn status_204_sends_no_content_length() {
+    let (r, end) = bodiless_status("204");
+    assert_eq!(r.header("Content-Length"), None, "{:?}", r.headers);
+    assert_eq!(end, Ending::Eof, "after the 204 head");
+}
+
+/// RFC 9110 §8.6: `Content-Length = 1*DIGIT`; leading zeros do not make it invalid.
+#[test]
+fn content_length_with_many_leading_zeros_is_valid() {
+    let s = Server::start(&[]);
+    let mut c = s.connect();
+    c.send(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 00000000000000000003\r\n\r\nabc\
+          GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    );
+    for what in ["the POST", "the pipelined GET after it"] {
+        match c.next_response(false) {
+            Next::Response(r) => assert_eq!(r.status, 200, "{what}: {}", r.status_line),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    assert_eq!(c.ending(Duration::from_millis(200)), Ending::Open);
+}
+
+/// RFC 9112 §3.2 / RFC 3986: a request-target is visible ASCII; a raw control byte
+/// is invalid.
+#[test]
+fn target_with_raw_control_byte_gets_400() {
+    let s = Server::start(&[]);
+    rejected(&s, b"GET /a\x01b HTTP/1.1\r\nHost: a\r\n\r\n", 400);
+}
+
+/// RFC 3986 has no raw bytes >= 0x80 in a URI: they must be percent-encoded.
+#[test]
+fn target_with_raw_high_byte_gets_400() {
+    let s = Server::start(&[]);
+    for byte in [0x80u8, 0xc3, 0xff] {
+        let mut req = b"GET /a".to_vec();
+        req.push(byte);
+        req.extend_from_slice(b"b HTTP/1.1\r\nHost: a\r\n\r\n");
+        rejected(&s, &req, 400);
+    }
+}
