@@ -1,9 +1,12 @@
 //! SIGTERM/SIGINT handling without an async runtime.
 //!
 //! The signals are blocked in every thread (the mask is inherited from the main
-//! thread, which blocks them before spawning anything) and a dedicated thread takes
-//! them with `sigwait`. The first signal starts the graceful shutdown; a second one
-//! ends the process at once.
+//! thread, which blocks them before spawning anything) and arrive through one
+//! `signalfd`. The workers have it in their epoll sets; a dedicated thread waits
+//! for it, starts the graceful shutdown (sets the flag, wakes the workers) and only
+//! then takes the signal off the queue. From the moment a signal arrives, a worker
+//! therefore sees either the signal pending or the flag set: never neither. The
+//! first signal starts the graceful shutdown; a second one ends the process at once.
 
 use crate::log::Level;
 use std::io;
@@ -21,7 +24,7 @@ fn shutdown_set() -> libc::sigset_t {
 }
 
 /// Blocks SIGTERM and SIGINT in the calling thread and every thread it spawns later.
-pub fn block_signals() -> io::Result<()> {
+pub(crate) fn block_signals() -> io::Result<()> {
     let set = shutdown_set();
     // SAFETY: `set` is a valid, initialised signal set; the old mask is not needed.
     let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
@@ -29,6 +32,25 @@ pub fn block_signals() -> io::Result<()> {
         return Err(io::Error::from_raw_os_error(rc));
     }
     Ok(())
+}
+
+/// A non-blocking `signalfd` that is readable while SIGTERM or SIGINT is pending.
+///
+/// Workers register it (edge-triggered) in their epoll sets but never read it: the
+/// signal thread takes the signal with `sigwait`. It lets a worker learn of a
+/// signal in the same `epoll_wait` that reports new connections, so connections
+/// that arrived together with SIGTERM (for example while the process was stopped)
+/// are already answered as part of the drain.
+pub(crate) fn signal_fd() -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let set = shutdown_set();
+    // SAFETY: `set` is a valid, initialised signal set; -1 asks for a new descriptor.
+    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a descriptor signalfd just created, owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
 fn signal_name(sig: libc::c_int) -> &'static str {
@@ -39,43 +61,57 @@ fn signal_name(sig: libc::c_int) -> &'static str {
     }
 }
 
-/// Starts the thread that waits for SIGTERM/SIGINT. `on_first` runs once, on the
-/// first signal; a second signal exits the process immediately with status 1.
-pub fn spawn_signal_thread<F>(on_first: F) -> io::Result<std::thread::JoinHandle<()>>
+/// Starts the thread that waits for SIGTERM/SIGINT on `fd` (from [`signal_fd`]).
+/// `on_first` runs once, on the first signal, before that signal is taken off the
+/// queue; a second signal exits the process immediately with status 1.
+pub(crate) fn spawn_signal_thread<F>(
+    fd: std::os::fd::OwnedFd,
+    on_first: F,
+) -> io::Result<std::thread::JoinHandle<()>>
 where
     F: FnOnce() + Send + 'static,
 {
+    use std::os::fd::AsRawFd;
     std::thread::Builder::new()
         .name("vrypt-signals".into())
         .spawn(move || {
-            let set = shutdown_set();
             let mut on_first = Some(on_first);
             loop {
-                let mut sig: libc::c_int = 0;
-                // SAFETY: `set` is a valid signal set blocked in this thread; `sig` is writable.
-                let rc = unsafe { libc::sigwait(&set, &mut sig) };
-                if rc != 0 {
+                let mut pfd = libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: `pfd` is one valid pollfd for a descriptor `fd` keeps open.
+                if unsafe { libc::poll(&mut pfd, 1, -1) } != 1 {
                     continue;
                 }
-                match on_first.take() {
-                    Some(f) => {
-                        crate::log!(
-                            Level::Info,
-                            "shutdown_started",
-                            "signal={}",
-                            signal_name(sig)
-                        );
-                        f();
-                    }
-                    None => {
-                        crate::log!(
-                            Level::Warn,
-                            "shutdown_forced",
-                            "signal={}",
-                            signal_name(sig)
-                        );
-                        std::process::exit(1);
-                    }
+                let first = on_first.take();
+                let was_first = first.is_some();
+                if let Some(f) = first {
+                    f();
+                }
+                // SAFETY: an all-zero signalfd_siginfo is a valid value; read() fills it.
+                let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+                let size = std::mem::size_of::<libc::signalfd_siginfo>();
+                // SAFETY: `info` is writable for `size` bytes; `fd` is an open signalfd.
+                let got = unsafe {
+                    libc::read(
+                        fd.as_raw_fd(),
+                        (&mut info as *mut libc::signalfd_siginfo).cast(),
+                        size,
+                    )
+                };
+                let sig = if got == size as isize {
+                    info.ssi_signo as libc::c_int
+                } else {
+                    0
+                };
+                if was_first {
+                    crate::log!(Level::Info, "shutdown_started", "signal={}", signal_name(sig));
+                } else {
+                    crate::log!(Level::Warn, "shutdown_forced", "signal={}", signal_name(sig));
+                    std::process::exit(1);
                 }
             }
         })

@@ -424,7 +424,7 @@ impl Conn {
             State::Head
         } else {
             State::Closing {
-                linger: pos < len || !ctx.drained || self.drain_left.is_some(),
+                linger: pos < len || !ctx.drained,
             }
         };
         keep
@@ -563,8 +563,9 @@ impl Conn {
         match self.output.as_deref_mut() {
             None => true,
             Some(q) => {
-                q.close_last(ctx.templates);
-                self.state = State::Closing { linger: true };
+                // A client that was not told the connection closes may send more.
+                let told = q.close_last(ctx.templates);
+                self.state = State::Closing { linger: !told };
                 false
             }
         }

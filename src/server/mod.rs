@@ -71,6 +71,9 @@ pub fn run(cfg: Config) -> io::Result<()> {
         shutdown_timeout: cfg.shutdown_timeout,
     };
     let templates = Templates::new(&cfg.response, unix_now_coarse());
+    let signal_fd = crate::shutdown::signal_fd()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot create a signalfd: {e}")))?;
+    let signal_raw = std::os::fd::AsRawFd::as_raw_fd(&signal_fd);
 
     let mut workers = Vec::with_capacity(cfg.workers);
     let mut wakers = Vec::with_capacity(cfg.workers);
@@ -82,6 +85,7 @@ pub fn run(cfg: Config) -> io::Result<()> {
             counters.clone(),
             shared.clone(),
             settings,
+            signal_raw,
         )
         .map_err(|e| io::Error::new(e.kind(), format!("cannot create worker {id}: {e}")))?;
         workers.push(w);
@@ -149,7 +153,7 @@ pub fn run(cfg: Config) -> io::Result<()> {
     let wakers = Arc::new(wakers);
     let signal_shared = shared.clone();
     let signal_wakers = wakers.clone();
-    crate::shutdown::spawn_signal_thread(move || {
+    crate::shutdown::spawn_signal_thread(signal_fd, move || {
         signal_shared.shutdown.store(true, Ordering::SeqCst);
         for w in signal_wakers.iter() {
             let _ = w.wake();

@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
-const FIRST_CONN: usize = 2;
+const SIGNAL: Token = Token(2);
+const FIRST_CONN: usize = 3;
 
 /// Bytes read per `recv` when the connection holds no input.
 const READ_SIZE: usize = 32 * 1024;
@@ -112,9 +113,15 @@ impl Worker {
         counters: Arc<[WorkerCounters]>,
         shared: Arc<Shared>,
         settings: Settings,
+        signal_fd: std::os::fd::RawFd,
     ) -> io::Result<(Worker, Arc<Waker>)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        poll.registry().register(
+            &mut mio::unix::SourceFd(&signal_fd),
+            SIGNAL,
+            Interest::READABLE,
+        )?;
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -167,10 +174,18 @@ impl Worker {
                 }
             }
             self.tick();
+            // A shutdown signal reported in this batch is handled before the batch's
+            // new connections, so that those are answered as part of the drain.
+            if self.drain_deadline.is_none()
+                && (self.shared.shutdown.load(Ordering::SeqCst)
+                    || events.iter().any(|e| e.token() == SIGNAL))
+            {
+                self.begin_drain();
+            }
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
-                    WAKER => self.begin_drain(),
+                    WAKER | SIGNAL => {}
                     Token(t) => self.drive(t - FIRST_CONN),
                 }
             }
@@ -376,7 +391,7 @@ impl Worker {
     // ----- shutdown -----
 
     fn begin_drain(&mut self) {
-        if self.drain_deadline.is_some() || !self.shared.shutdown.load(Ordering::Relaxed) {
+        if self.drain_deadline.is_some() {
             return;
         }
         self.drain_deadline = Some(self.now + ms(self.settings.shutdown_timeout));
