@@ -17,6 +17,9 @@ Figures:
   * system calls per request, counted with `strace -c` over a fixed number of
     requests.
   * vrypt with StatsD on vs off, keep-alive 64 connections.
+  * a 1 MiB body over keep-alive, 16 connections: vrypt with --body-file
+    against nginx serving the same file with sendfile; also throughput (MiB/s
+    wrk read) and server CPU time per MiB.
 
 Only the standard library is used. Exit status: 0 when every server started
 and every run was clean (the targets are reported, never enforced), 1 when a
@@ -26,6 +29,7 @@ server failed to start or a run had errors, 2 for a usage error.
 import argparse
 import datetime
 import errno
+import http.client
 import json
 import os
 import platform
@@ -58,6 +62,18 @@ SCENARIOS = [
     ("pipe16", "pipelined x16, 64 conns", 64, 16, False),
     ("close", "new conn per request, 64 conns", 64, 1, True),
 ]
+
+# A 1 MiB body over keep-alive, in the same form as SCENARIOS. It runs against
+# its own pair of servers (vrypt --body-file, nginx sending the same file with
+# sendfile), started after the others in each round, so it is not in SCENARIOS.
+# 16 connections: on loopback a 1 MiB response is memory copies, not round
+# trips, so a few connections already keep the server busy; 16 keep a response
+# queued while wrk's one thread reads another (in 8 KiB reads), where 64 or 512
+# would only add socket-buffer memory (up to several MiB per connection) and
+# queueing delay to p99 without changing what a MiB costs the server.
+BIG_SCENARIO = ("body1m", "1 MiB body, keep-alive, 16 conns", 16, 1, False)
+BIG_BODY_SIZE = 1 << 20  # vrypt's --body-file limit, which allows exactly 1 MiB
+MIB = 1 << 20
 
 
 class BenchError(Exception):
@@ -189,6 +205,32 @@ def http_get_once(port, timeout=3.0):
     return head.split(b"\r\n", 1)[0].decode(errors="replace"), body
 
 
+def http_client_get(port, path="/", timeout=10.0):
+    """One GET with http.client on a fresh connection; returns (status, body)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def make_body_file(ctx):
+    """The 1 MiB body file in the temporary directory, readable by nginx."""
+    www = os.path.join(ctx.tmp, "www")
+    os.mkdir(www)
+    path = os.path.join(www, "body.bin")
+    with open(path, "wb") as f:
+        f.write(bytes(range(256)) * (BIG_BODY_SIZE // 256))
+    # nginx started as root runs its worker as an unprivileged user (nobody),
+    # which must reach the file; mkdtemp made the temporary directory 0700.
+    os.chmod(ctx.tmp, 0o711)
+    os.chmod(www, 0o755)
+    os.chmod(path, 0o644)
+    return path
+
+
 def response_complete(buf):
     """True when buf holds one whole response with a Content-Length body."""
     end = buf.find(b"\r\n\r\n")
@@ -208,11 +250,13 @@ class Server:
 
     label = "server"
 
-    def __init__(self, ctx, port):
+    def __init__(self, ctx, port, body_file=None):
         self.ctx = ctx
         self.port = port
         self.proc = None
         self.logfile = None
+        # Serves this file (the 1 MiB scenario) instead of BODY.
+        self.body_file = body_file
 
     def pids(self):
         """Processes whose CPU time and memory belong to this server."""
@@ -254,7 +298,13 @@ class Server:
         raise BenchError(f"{self.label} did not listen on {HOST}:{self.port} "
                          f"within {timeout:.0f}s; log tail:\n{tail(self.logfile)}")
 
+    def log_tail(self):
+        return tail(self.logfile)
+
     def check_http(self):
+        if self.body_file:
+            self.check_body_file()
+            return
         try:
             status, body = http_get_once(self.port)
         except OSError as exc:
@@ -262,6 +312,24 @@ class Server:
         if not status.startswith("HTTP/1.1 200") or body != BODY:
             raise BenchError(f"{self.label}: GET / answered {status!r} "
                              f"body {body[:40]!r}, expected 200 {BODY!r}")
+
+    def check_body_file(self):
+        """GET / must answer 200 with exactly the bytes of the body file."""
+        with open(self.body_file, "rb") as f:
+            want = f.read()
+        try:
+            status, body = http_client_get(self.port)
+        except (OSError, http.client.HTTPException) as exc:
+            raise BenchError(f"{self.label} (1 MiB body): GET / failed: "
+                             f"{exc}") from exc
+        if status != 200 or len(body) != BIG_BODY_SIZE or body != want:
+            what = ("a body that differs from the file" if status == 200
+                    and len(body) == BIG_BODY_SIZE else
+                    f"a {len(body):,}-byte body {body[:60]!r}")
+            raise BenchError(
+                f"{self.label} (1 MiB body): GET / answered {status} with "
+                f"{what}, expected 200 with the {BIG_BODY_SIZE:,} bytes of "
+                f"{self.body_file}; log tail:\n{self.log_tail()}")
 
     def stop(self):
         if self.proc is not None:
@@ -274,16 +342,35 @@ class Server:
 class Nginx(Server):
     label = "nginx"
 
-    def __init__(self, ctx, port, worker_connections):
-        super().__init__(ctx, port)
+    def __init__(self, ctx, port, worker_connections, body_file=None):
+        super().__init__(ctx, port, body_file)
         self.worker_connections = worker_connections
         self.worker = None
+        self.prefix = None
 
     def pids(self):
         return [self.proc.pid, self.worker]
 
+    def log_tail(self):
+        return tail(self.logfile) + tail(os.path.join(self.prefix, "error.log"))
+
+    def location(self):
+        """The body of `location /` in the config."""
+        if not self.body_file:
+            return '            return 200 "Vrypt";\n'
+        # The body file for every URI. With sendfile the kernel sends the file's
+        # page-cache pages; tcp_nopush (TCP_CORK, only used with sendfile) sends
+        # the header in the same segment as the file's start. The rewrite maps
+        # every URI to the file without try_files' extra stat.
+        root, name = os.path.split(self.body_file)
+        return (f"            root {root};\n"
+                "            sendfile on;\n"
+                "            tcp_nopush on;\n"
+                f"            rewrite ^ /{name} break;\n")
+
     def start(self, http_check=True):
         prefix = tempfile.mkdtemp(prefix="nginx-", dir=self.ctx.tmp)
+        self.prefix = prefix
         with open(NGINX_TEMPLATE) as f:
             conf = f.read()
         temp_paths = "".join(
@@ -293,7 +380,8 @@ class Nginx(Server):
         conf = (conf.replace("@PREFIX@", prefix)
                 .replace("@LISTEN@", f"{HOST}:{self.port}")
                 .replace("@WORKER_CONNECTIONS@", str(self.worker_connections))
-                .replace("@TEMP_PATHS@\n", temp_paths))
+                .replace("@TEMP_PATHS@\n", temp_paths)
+                .replace("@LOCATION@\n", self.location()))
         conf_path = os.path.join(prefix, "nginx.conf")
         with open(conf_path, "w") as f:
             f.write(conf)
@@ -317,8 +405,9 @@ class Nginx(Server):
 class Vrypt(Server):
     label = "vrypt"
 
-    def __init__(self, ctx, port, statsd="off", binary=None, label=None):
-        super().__init__(ctx, port)
+    def __init__(self, ctx, port, statsd="off", binary=None, label=None,
+                 body_file=None):
+        super().__init__(ctx, port, body_file)
         self.statsd = statsd
         self.binary = binary or ctx.server_bin
         if statsd != "off":
@@ -327,9 +416,11 @@ class Vrypt(Server):
             self.label = label
 
     def start(self, http_check=True):
-        self._spawn([self.binary, "--workers", "1",
-                     "--listen", f"{HOST}:{self.port}",
-                     "--statsd", self.statsd], "vrypt")
+        cmd = [self.binary, "--workers", "1", "--listen", f"{HOST}:{self.port}",
+               "--statsd", self.statsd]
+        if self.body_file:
+            cmd += ["--body-file", self.body_file]
+        self._spawn(cmd, "vrypt")
         self._wait_listening()
         if http_check:
             self.check_http()
@@ -423,15 +514,20 @@ def measured_run(ctx, server, conns, duration, pipeline=1, close=False):
     server.check_alive("the run")
     seconds = res["duration_us"] / 1e6
     reqs = res["requests"]
+    mib = res["bytes"] / MIB  # every byte wrk read, headers included
+    cpu_us = (after - before) / CLK_TCK * 1e6
     return {
         "rps": reqs / seconds if seconds else 0.0,
-        "cpu_us": (after - before) / CLK_TCK * 1e6 / reqs if reqs else None,
+        "cpu_us": cpu_us / reqs if reqs else None,
+        "mib_s": mib / seconds if seconds else 0.0,
+        "cpu_us_per_mib": cpu_us / mib if mib else None,
         # User-space share: what the server's own code costs, without the kernel's
         # TCP work (which dominates on loopback and is the same for both servers).
         "user_us": ((user_after - user_before) / CLK_TCK * 1e6 / reqs
                     if reqs else None),
         "p99_ms": res["p99_us"] / 1000.0,
         "requests": reqs,
+        "bytes": res["bytes"],
         "errors": res["socket_errors"] + res["status"],
         "detail": res,
     }
@@ -707,9 +803,9 @@ def syscall_phase(ctx, results):
 # Load rounds
 
 
-def warm_up(ctx, server):
+def warm_up(ctx, server, conns=64):
     if ctx.warmup > 0:
-        res = run_wrk(ctx, server.port, 64, ctx.warmup)
+        res = run_wrk(ctx, server.port, conns, ctx.warmup)
         if res["socket_errors"] or res["status"]:
             ctx.errors.append(f"{server.label} warm-up: {describe_errors(res)}")
 
@@ -718,10 +814,12 @@ def record(ctx, results, rnd, key, label, server, res):
     results["runs"].append({"round": rnd, "scenario": key,
                             "server": server.label, **{
                                 k: res[k] for k in ("rps", "cpu_us", "user_us", "p99_ms",
-                                                    "requests", "errors")}})
+                                                    "requests", "errors", "mib_s",
+                                                    "cpu_us_per_mib", "bytes")}})
     cpu = f"{res['cpu_us']:.2f}" if res["cpu_us"] is not None else "-"
-    log(f"   [{rnd}] {label:<31} {server.label:<13} {res['rps']:>10,.0f} req/s "
-        f"{cpu:>7} us CPU/req  p99 {res['p99_ms']:.2f} ms")
+    mib = f"  {res['mib_s']:,.0f} MiB/s" if key == BIG_SCENARIO[0] else ""
+    log(f"   [{rnd}] {label:<32} {server.label:<13} {res['rps']:>10,.0f} req/s "
+        f"{cpu:>7} us CPU/req  p99 {res['p99_ms']:.2f} ms{mib}")
     if res["errors"]:
         ctx.errors.append(f"round {rnd} {label} {server.label}: "
                           f"{describe_errors(res)}")
@@ -730,6 +828,7 @@ def record(ctx, results, rnd, key, label, server, res):
 def load_rounds(ctx, results):
     log(f"== load: {ctx.rounds} round(s) of {ctx.duration}s runs, servers "
         f"interleaved (server CPU {ctx.server_cpu}, wrk CPU {ctx.client_cpu})")
+    body_file = make_body_file(ctx)
     for rnd in range(1, ctx.rounds + 1):
         nginx = Nginx(ctx, free_port(), ctx.nginx_conns)
         vrypt = Vrypt(ctx, free_port())
@@ -767,6 +866,34 @@ def load_rounds(ctx, results):
         if sink.datagrams == 0:
             ctx.errors.append(f"round {rnd}: vrypt with --statsd {sink.addr} "
                               "sent no StatsD datagram")
+        big_round(ctx, results, rnd, body_file)
+
+
+def big_round(ctx, results, rnd, body_file):
+    """The 1 MiB body scenario: its own nginx and vrypt, interleaved."""
+    key, label, conns, depth, close = BIG_SCENARIO
+    nginx = Nginx(ctx, free_port(), ctx.nginx_conns, body_file=body_file)
+    vrypt = Vrypt(ctx, free_port(), body_file=body_file)
+    try:
+        nginx.start()
+        vrypt.start()
+        warm_up(ctx, nginx, conns)
+        warm_up(ctx, vrypt, conns)
+        order = [nginx, vrypt] if rnd % 2 else [vrypt, nginx]
+        for srv in order:
+            time.sleep(0.3)
+            res = measured_run(ctx, srv, conns, ctx.duration, depth, close)
+            record(ctx, results, rnd, key, label, srv, res)
+            # wrk counts every byte it read, so whole 1 MiB responses make at
+            # least this many.
+            if res["bytes"] < res["requests"] * BIG_BODY_SIZE:
+                ctx.errors.append(
+                    f"round {rnd} {label} {srv.label}: wrk read "
+                    f"{res['bytes']:,} bytes for {res['requests']:,} "
+                    f"responses, less than {BIG_BODY_SIZE:,} each")
+    finally:
+        nginx.stop()
+        vrypt.stop()
 
 
 # --------------------------------------------------------------------------
@@ -803,7 +930,7 @@ def build_table(ctx, results):
                        if r["scenario"] == scenario and r["server"] == server])
 
     rows = []  # (figure, nginx, vrypt, ratio, target, result)
-    for key, label, _, _, _ in SCENARIOS:
+    for key, label, _, _, _ in SCENARIOS + [BIG_SCENARIO]:
         n_rps, v_rps = med(key, "nginx", "rps"), med(key, "vrypt", "rps")
         n_cpu, v_cpu = med(key, "nginx", "cpu_us"), med(key, "vrypt", "cpu_us")
         n_p99, v_p99 = med(key, "nginx", "p99_ms"), med(key, "vrypt", "p99_ms")
@@ -820,8 +947,15 @@ def build_table(ctx, results):
             t_cpu = res_cpu = t_p99 = res_p99 = ""
         else:
             t_rps = res_rps = t_cpu = res_cpu = t_p99 = res_p99 = ""
+        big = key == BIG_SCENARIO[0]
         rows.append((f"{label}: req/s", fmt(n_rps, ",.0f"), fmt(v_rps, ",.0f"),
                      fmt(r_rps, ".2f", "x"), t_rps, res_rps))
+        if big:
+            n_mib, v_mib = med(key, "nginx", "mib_s"), med(key, "vrypt", "mib_s")
+            rows.append((f"{label}: throughput MiB/s", fmt(n_mib, ",.0f"),
+                         fmt(v_mib, ",.0f"),
+                         fmt(v_mib / n_mib if n_mib and v_mib is not None
+                             else None, ".2f", "x"), "", ""))
         rows.append((f"{label}: server CPU us/req", fmt(n_cpu, ".2f"),
                      fmt(v_cpu, ".2f"), fmt(r_cpu, ".2f", "x"), t_cpu, res_cpu))
         n_usr, v_usr = med(key, "nginx", "user_us"), med(key, "vrypt", "user_us")
@@ -829,6 +963,13 @@ def build_table(ctx, results):
                      fmt(v_usr, ".2f"),
                      fmt(v_usr / n_usr if n_usr and v_usr is not None else None,
                          ".2f", "x"), "", ""))
+        if big:
+            n_cm = med(key, "nginx", "cpu_us_per_mib")
+            v_cm = med(key, "vrypt", "cpu_us_per_mib")
+            rows.append((f"{label}: server CPU us/MiB", fmt(n_cm, ",.0f"),
+                         fmt(v_cm, ",.0f"),
+                         fmt(v_cm / n_cm if n_cm and v_cm is not None else None,
+                             ".2f", "x"), "", ""))
         rows.append((f"{label}: p99 latency ms", fmt(n_p99, ".2f"),
                      fmt(v_p99, ".2f"), fmt(r_p99, ".2f", "x"), t_p99, res_p99))
 
@@ -939,7 +1080,12 @@ def write_markdown(ctx, results, rows, path):
         "growth of VmRSS while holding the idle connections, each of which "
         "completed one request, divided by their number (kernel socket memory "
         "is not in RSS). System calls are counted by `strace -c -f` on every "
-        "thread of the server over a fixed number of requests.",
+        "thread of the server over a fixed number of requests. The 1 MiB body "
+        "runs against a second pair of servers started for it: vrypt with "
+        f"`--body-file` of a {BIG_BODY_SIZE:,}-byte file, nginx serving the same "
+        "file for every URI with `sendfile on; tcp_nopush on;` (otherwise the "
+        "same config); MiB/s is every byte wrk read (headers included) per "
+        "second, and CPU us/MiB the server's CPU time per MiB of it.",
         "",
         "## System calls per request, by call",
         "",
@@ -957,13 +1103,15 @@ def write_markdown(ctx, results, rows, path):
                 f"({e['alive']:,} still open when measured, opened in "
                 f"{e['seconds']:.1f}s)")
     lines += ["", "## Every run", "",
-              "| Round | Scenario | Server | req/s | CPU us/req | p99 ms | errors |",
-              "|---:|---|---|---:|---:|---:|---:|"]
-    labels = {k: lbl for k, lbl, _, _, _ in SCENARIOS}
+              "| Round | Scenario | Server | req/s | MiB/s | CPU us/req | p99 ms "
+              "| errors |",
+              "|---:|---|---|---:|---:|---:|---:|---:|"]
+    labels = {k: lbl for k, lbl, _, _, _ in SCENARIOS + [BIG_SCENARIO]}
     labels["statsd"] = "StatsD on/off, ka 64"
     for r in results["runs"]:
         lines.append(f"| {r['round']} | {labels[r['scenario']]} | {r['server']} "
-                     f"| {r['rps']:,.0f} | {fmt(r['cpu_us'], '.2f')} "
+                     f"| {r['rps']:,.0f} | {r['mib_s']:,.1f} "
+                     f"| {fmt(r['cpu_us'], '.2f')} "
                      f"| {r['p99_ms']:.2f} | {r['errors']} |")
     lines.append("")
     lines.append(f"StatsD datagrams received during the StatsD runs: "

@@ -9,8 +9,8 @@
 # bench/bench.py, which prints the result table and writes it as markdown to
 # bench/results/latest.md (--quick: bench/results/quick.md).
 #
-# Runtime on a 2-CPU machine: about 9 minutes by default (3 rounds of 10 s
-# runs), about 30 s with --quick (a smoke test of the harness), plus the build.
+# Runtime on a 2-CPU machine: about 7 minutes by default (3 rounds of 10 s
+# runs), about 35 s with --quick (a smoke test of the harness), plus the build.
 # Exit status: 0 when every server started and every run was clean; 1 when a
 # server failed to start or a run had errors (wrk socket errors or non-2xx
 # answers count); 2 for a bad option. The targets are printed as
