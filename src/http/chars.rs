@@ -42,6 +42,19 @@ pub static TARGET: [bool; 256] = {
     t
 };
 
+/// `qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text` (RFC 9110 §5.6.4): the bytes
+/// of a quoted-string that stand for themselves (not `DQUOTE`, not the backslash of a
+/// `quoted-pair`).
+pub static QDTEXT: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = i == 0x09 || (i >= 0x20 && i != 0x22 && i != 0x5c && i != 0x7f);
+        i += 1;
+    }
+    t
+};
+
 /// `field-vchar = VCHAR / obs-text` plus SP and HTAB, the bytes of a field value
 /// (RFC 9110 §5.5). CR, LF, NUL, other controls and DEL are not allowed.
 pub static FIELD_VALUE: [bool; 256] = {
