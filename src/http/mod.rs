@@ -8,5 +8,5 @@ pub mod parse;
 pub mod response;
 
 pub use chunked::{ChunkError, ChunkedDecoder};
-pub use parse::{parse_head, Body, Error as ParseError, RequestHead, Status, Version};
+pub use parse::{parse_head, Body, Error as ParseError, HeadParser, RequestHead, Status, Version};
 pub use response::{Persistence, ResponseSpec, Templates};
