@@ -7,12 +7,18 @@
 //! chunk        = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
 //! last-chunk   = 1*("0") [ chunk-ext ] CRLF
 //! chunk-ext    = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+//! chunk-ext-name = token
+//! chunk-ext-val  = token / quoted-string
+//! trailer-section = *( field-line CRLF )
+//! field-line   = field-name ":" OWS field-value OWS
 //! ```
+//!
+//! Extensions and trailer fields are checked against this grammar and then ignored.
 //!
 //! Framing lines must end in CRLF: a bare LF inside chunked framing is refused, since
 //! disagreement about it between servers is a known request-smuggling vector.
 
-use super::chars::FIELD_VALUE;
+use super::chars::{FIELD_VALUE, QDTEXT, TOKEN};
 use std::fmt;
 
 /// Longest chunk extension accepted on one chunk line.
@@ -22,8 +28,8 @@ const MAX_EXT: usize = 4096;
 enum State {
     /// Reading hex digits of a chunk size; `digits` seen so far (saturating).
     Size { digits: u8 },
-    /// After the size: skipping a chunk extension of `len` bytes.
-    Ext { len: usize },
+    /// After the size, in a chunk extension: `len` bytes of it so far.
+    Ext { at: Ext, len: u16 },
     /// CR seen at the end of a chunk-size line.
     SizeLf,
     /// Inside chunk data.
@@ -34,14 +40,40 @@ enum State {
     DataLf,
     /// At the start of a trailer line (or the final empty line).
     TrailerStart,
-    /// Inside a trailer field line.
-    TrailerLine,
+    /// In a trailer field name.
+    TrailerName,
+    /// In a trailer field value (after the colon).
+    TrailerValue,
     /// CR seen at the end of a trailer field line.
     TrailerLf,
     /// CR seen on the final empty line.
     EndLf,
     /// The whole chunked content has been consumed.
     Done,
+}
+
+/// Where in `chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )`
+/// a chunk-size line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ext {
+    /// BWS after the size or a value: only more of it or `";"` may follow.
+    Semicolon,
+    /// After `";"`: BWS, then a `chunk-ext-name`.
+    NameStart,
+    /// In a `chunk-ext-name` (a token).
+    Name,
+    /// BWS after a name: `"="` or `";"` must follow.
+    AfterName,
+    /// After `"="`: BWS, then a token or a quoted-string.
+    ValueStart,
+    /// In a token value.
+    Token,
+    /// In a quoted-string value.
+    Quoted,
+    /// After the backslash of a `quoted-pair`.
+    QuotedPair,
+    /// After the closing `DQUOTE`.
+    AfterQuote,
 }
 
 /// Why chunked framing was refused (answered with 400).
@@ -130,23 +162,31 @@ impl ChunkedDecoder {
                     } else if digits == 0 {
                         return Err(ChunkError::Size);
                     } else {
-                        match b {
-                            b'\r' => self.state = State::SizeLf,
-                            b';' | b' ' | b'\t' => self.state = State::Ext { len: 1 },
+                        self.state = match b {
+                            b'\r' => State::SizeLf,
+                            b';' => State::Ext {
+                                at: Ext::NameStart,
+                                len: 1,
+                            },
+                            // BWS before ";"
+                            b' ' | b'\t' => State::Ext {
+                                at: Ext::Semicolon,
+                                len: 1,
+                            },
                             b'\n' => return Err(ChunkError::LineEnding),
                             _ => return Err(ChunkError::Size),
-                        }
+                        };
                     }
                     i += 1;
                 }
-                State::Ext { len } => {
-                    if b == b'\r' {
-                        self.state = State::SizeLf;
-                    } else if !FIELD_VALUE[b as usize] || len >= MAX_EXT {
-                        return Err(ChunkError::Extension);
-                    } else {
-                        self.state = State::Ext { len: len + 1 };
-                    }
+                State::Ext { at, len } => {
+                    self.state = match ext(at, b)? {
+                        None => State::SizeLf,
+                        Some(_) if usize::from(len) >= MAX_EXT => {
+                            return Err(ChunkError::Extension)
+                        }
+                        Some(at) => State::Ext { at, len: len + 1 },
+                    };
                     i += 1;
                 }
                 State::SizeLf => {
@@ -186,14 +226,25 @@ impl ChunkedDecoder {
                 State::TrailerStart => {
                     i += 1;
                     self.count_trailer()?;
+                    // A line starting with whitespace (obs-fold) or ":" is refused too.
                     self.state = match b {
                         b'\r' => State::EndLf,
-                        b' ' | b'\t' | b':' => return Err(ChunkError::Trailer),
-                        _ if FIELD_VALUE[b as usize] => State::TrailerLine,
+                        _ if TOKEN[b as usize] => State::TrailerName,
                         _ => return Err(ChunkError::Trailer),
                     };
                 }
-                State::TrailerLine => {
+                // field-name = token, then ":"
+                State::TrailerName => {
+                    i += 1;
+                    self.count_trailer()?;
+                    if b == b':' {
+                        self.state = State::TrailerValue;
+                    } else if !TOKEN[b as usize] {
+                        return Err(ChunkError::Trailer);
+                    }
+                }
+                // OWS field-value OWS: all of it field-vchar, SP or HTAB.
+                State::TrailerValue => {
                     i += 1;
                     self.count_trailer()?;
                     if b == b'\r' {
@@ -224,7 +275,7 @@ impl ChunkedDecoder {
     pub fn in_trailer(&self) -> bool {
         matches!(
             self.state,
-            State::TrailerStart | State::TrailerLine | State::TrailerLf | State::EndLf
+            State::TrailerStart | State::TrailerName | State::TrailerValue | State::TrailerLf | State::EndLf
         )
     }
 
@@ -235,6 +286,77 @@ impl ChunkedDecoder {
         }
         Ok(())
     }
+}
+
+/// One byte of a chunk extension at `at`: the next place in the grammar, or `None` for
+/// the CR that ends the chunk-size line (after a name or a value only).
+fn ext(at: Ext, b: u8) -> Result<Option<Ext>, ChunkError> {
+    let ws = b == b' ' || b == b'\t';
+    let next = match at {
+        Ext::Semicolon => match b {
+            b';' => Ext::NameStart,
+            _ if ws => Ext::Semicolon,
+            _ => return refuse(b),
+        },
+        Ext::NameStart => match b {
+            _ if ws => Ext::NameStart,
+            _ if TOKEN[b as usize] => Ext::Name,
+            _ => return refuse(b),
+        },
+        Ext::Name => match b {
+            b'\r' => return Ok(None),
+            b';' => Ext::NameStart,
+            b'=' => Ext::ValueStart,
+            _ if ws => Ext::AfterName,
+            _ if TOKEN[b as usize] => Ext::Name,
+            _ => return refuse(b),
+        },
+        Ext::AfterName => match b {
+            b';' => Ext::NameStart,
+            b'=' => Ext::ValueStart,
+            _ if ws => Ext::AfterName,
+            _ => return refuse(b),
+        },
+        Ext::ValueStart => match b {
+            b'"' => Ext::Quoted,
+            _ if ws => Ext::ValueStart,
+            _ if TOKEN[b as usize] => Ext::Token,
+            _ => return refuse(b),
+        },
+        Ext::Token => match b {
+            b'\r' => return Ok(None),
+            b';' => Ext::NameStart,
+            _ if ws => Ext::Semicolon,
+            _ if TOKEN[b as usize] => Ext::Token,
+            _ => return refuse(b),
+        },
+        // quoted-string = DQUOTE *( qdtext / quoted-pair ) DQUOTE
+        Ext::Quoted => match b {
+            b'"' => Ext::AfterQuote,
+            b'\\' => Ext::QuotedPair,
+            _ if QDTEXT[b as usize] => Ext::Quoted,
+            _ => return refuse(b),
+        },
+        // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
+        Ext::QuotedPair if FIELD_VALUE[b as usize] => Ext::Quoted,
+        Ext::QuotedPair => return refuse(b),
+        Ext::AfterQuote => match b {
+            b'\r' => return Ok(None),
+            b';' => Ext::NameStart,
+            _ if ws => Ext::Semicolon,
+            _ => return refuse(b),
+        },
+    };
+    Ok(Some(next))
+}
+
+/// A byte with no place in a chunk extension: a bare LF, or anything else.
+fn refuse(b: u8) -> Result<Option<Ext>, ChunkError> {
+    Err(if b == b'\n' {
+        ChunkError::LineEnding
+    } else {
+        ChunkError::Extension
+    })
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -283,6 +405,117 @@ mod tests {
         assert_eq!(decode(b"11111111111111111\r\n", 64), Err(ChunkError::Size));
         assert_eq!(decode(b"0\r\n bad\r\n\r\n", 64), Err(ChunkError::Trailer));
         assert_eq!(decode(b"1;a\0\r\n", 64), Err(ChunkError::Extension));
+    }
+
+    #[test]
+    fn chunk_extensions() {
+        let ok = |line: &[u8]| {
+            let mut body = line.to_vec();
+            body.extend_from_slice(b"\r\nhello\r\n0\r\n\r\n");
+            for step in 1..=body.len() {
+                assert_eq!(
+                    decode(&body, step),
+                    Ok(Some(body.len())),
+                    "{:?} step {step}",
+                    String::from_utf8_lossy(line)
+                );
+            }
+        };
+        for line in [
+            &b"5"[..],
+            b"5;a",
+            b"5;a=b",
+            b"5 ;a=b",
+            b"5\t; a = b ;c",
+            b"5;a;b=c;d=\"\"",
+            b"5;a=\"q \\\" x\"",
+            b"5;a=\"\\\\\";b",
+            b"5;a=\"\xff\t;=\" ; b",
+            b"5;!#$%&'*+-.^_`|~=!#$%&'*+-.^_`|~",
+        ] {
+            ok(line);
+        }
+        for (line, e) in [
+            (&b"5 xyz"[..], ChunkError::Extension),
+            (b"5\txyz", ChunkError::Extension),
+            (b"5 ", ChunkError::Extension),
+            (b"5;", ChunkError::Extension),
+            (b"5;a ", ChunkError::Extension),
+            (b"5;a=", ChunkError::Extension),
+            (b"5;a=b ", ChunkError::Extension),
+            (b"5;=b", ChunkError::Extension),
+            (b"5;a b", ChunkError::Extension),
+            (b"5;a=b c", ChunkError::Extension),
+            (b"5;a=\"b", ChunkError::Extension),
+            (b"5;a=\"b\"c", ChunkError::Extension),
+            (b"5;a=\"b\x01\"", ChunkError::Extension),
+            (b"5;a=\"\\\x7f\"", ChunkError::Extension),
+            (b"5;a=b\"c\"", ChunkError::Extension),
+            (b"5;a=(b)", ChunkError::Extension),
+            (b"5;a\n", ChunkError::LineEnding),
+            (b"5;a=b\n", ChunkError::LineEnding),
+            (b"5;a=\"b\"\n", ChunkError::LineEnding),
+        ] {
+            let mut body = line.to_vec();
+            body.extend_from_slice(b"\r\nhello\r\n0\r\n\r\n");
+            for step in 1..=body.len() {
+                assert_eq!(
+                    decode(&body, step),
+                    Err(e),
+                    "{:?} step {step}",
+                    String::from_utf8_lossy(line)
+                );
+            }
+        }
+        // The length cap still holds: MAX_EXT bytes after the size.
+        let mut long = b"5;a=".to_vec();
+        long.resize(1 + MAX_EXT, b'b');
+        ok(&long);
+        long.push(b'b');
+        let mut body = long;
+        body.extend_from_slice(b"\r\nhello\r\n0\r\n\r\n");
+        assert_eq!(decode(&body, 7), Err(ChunkError::Extension));
+    }
+
+    #[test]
+    fn trailer_fields() {
+        let run = |trailer: &[u8]| {
+            let mut body = b"0\r\n".to_vec();
+            body.extend_from_slice(trailer);
+            body.extend_from_slice(b"\r\n");
+            decode(&body, 3).map(|done| done == Some(body.len()))
+        };
+        for t in [
+            &b"T: v\r\n"[..],
+            b"T:v\r\nU:  \t\r\n",
+            b"X-Checksum:\t a b \xff \r\n",
+            b"!#$%&'*+-.^_`|~09AZaz:x\r\n",
+        ] {
+            assert_eq!(run(t), Ok(true), "{:?}", String::from_utf8_lossy(t));
+        }
+        for t in [
+            &b"no colon here\r\n"[..],
+            b"nocolon\r\n",
+            b" T: v\r\n",
+            b"\tT: v\r\n",
+            b": v\r\n",
+            b"T : v\r\n",
+            b"T(: v\r\n",
+            b"T: a\0b\r\n",
+            b"T: v\nU: w\r\n",
+            b"\n",
+        ] {
+            assert_eq!(
+                run(t),
+                Err(ChunkError::Trailer),
+                "{:?}",
+                String::from_utf8_lossy(t)
+            );
+        }
+        // The trailer section is bounded.
+        let mut d = ChunkedDecoder::new(16);
+        assert_eq!(d.feed(b"0\r\nT: 0123456789abc"), Ok(19));
+        assert_eq!(d.feed(b"d"), Err(ChunkError::Trailer));
     }
 
     #[test]
