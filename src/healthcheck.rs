@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 const MAX_STATUS_LINE: usize = 1024;
 
 /// Checks `url` and returns the process exit code: 0 when healthy, else 1.
-pub fn run(url: &str, timeout: Duration) -> i32 {
+pub(crate) fn run(url: &str, timeout: Duration) -> i32 {
     match check(url, timeout) {
         Ok(_) => 0,
         Err(e) => {
@@ -30,7 +30,7 @@ pub fn run(url: &str, timeout: Duration) -> i32 {
 }
 
 /// Fetches `url` and returns its status code when it is 2xx or 3xx.
-pub fn check(url: &str, timeout: Duration) -> Result<u16, String> {
+pub(crate) fn check(url: &str, timeout: Duration) -> Result<u16, String> {
     let deadline = Instant::now() + timeout;
     let target = Url::parse(url)?;
     let addrs = resolve(&target.host, target.port, deadline)?;
@@ -54,23 +54,23 @@ pub fn check(url: &str, timeout: Duration) -> Result<u16, String> {
 
 /// The parts of an `http://` URL this client needs.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Url {
+pub(crate) struct Url {
     /// Host to connect to, without brackets (`127.0.0.1`, `::1`, `localhost`).
-    pub host: String,
+    pub(crate) host: String,
     /// Port to connect to; 80 when the URL has none.
-    pub port: u16,
+    pub(crate) port: u16,
     /// Request target: path and query, `/` when the URL has none.
-    pub path: String,
+    pub(crate) path: String,
     /// Value of the `Host` header: the authority as written (brackets kept,
     /// port only when the URL gives one).
-    pub host_header: String,
+    pub(crate) host_header: String,
 }
 
 impl Url {
     /// Parses `http://host[:port][/path][?query]`; `host` may be a name, an IPv4
     /// address or `[IPv6]`. A fragment is dropped. `https`, user info and
     /// anything else are refused with a message saying why.
-    pub fn parse(url: &str) -> Result<Url, String> {
+    pub(crate) fn parse(url: &str) -> Result<Url, String> {
         let rest = match url.split_once("://") {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
             Some((scheme, _)) => {
@@ -196,7 +196,7 @@ fn read_status_line(stream: &mut TcpStream, deadline: Instant) -> Result<String,
 }
 
 /// Parses `HTTP/1.x SSS reason` and returns `SSS`.
-pub fn parse_status_line(line: &str) -> Result<u16, String> {
+pub(crate) fn parse_status_line(line: &str) -> Result<u16, String> {
     let bad = || {
         format!(
             "not an HTTP status line: {:?}",

@@ -5,27 +5,77 @@
 //! edge-triggered epoll loop; nothing on the request path locks, allocates per
 //! request or formats text. The pieces, each in a module named for it:
 //!
-//! - [`http`]: parsing request heads, skipping bodies, response bytes, dates (no I/O);
-//! - [`server`]: listeners, the worker loop, connection state, timers, buffer pool;
-//! - [`metrics`]: per-worker counters and the StatsD pusher;
-//! - [`config`]: command line and environment; [`shutdown`]: signals; [`mod@log`]: log lines;
-//! - [`healthcheck`]: the built-in HTTP probe for images without a shell.
+//! - `http`: parsing request heads, skipping bodies, response bytes, dates (no I/O);
+//! - `server`: listeners, the worker loop, the connection state machine, timers,
+//!   buffer pool;
+//! - `metrics`: per-worker counters and the StatsD pusher;
+//! - `config`: command line and environment; `shutdown`: signals; `log`: log lines;
+//! - `healthcheck`: the built-in HTTP probe for images without a shell.
 //!
-//! `unsafe` is confined to a few libc calls (signals, clocks, resource limits), each
-//! with a `SAFETY` comment.
+//! Everything is internal (`pub(crate)`); the binary calls [`main`], and [`testing`]
+//! holds what the integration tests and the fuzz targets need.
+//!
+//! `unsafe` is confined to a few libc calls (signals, clocks, resource limits,
+//! `ioctl(FIONREAD)`), each with a `SAFETY` comment, which clippy enforces.
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![deny(unreachable_pub)]
 
-pub mod config;
-pub mod healthcheck;
-pub mod http;
-pub mod log;
-pub mod metrics;
-pub mod server;
-pub mod shutdown;
+mod config;
+mod healthcheck;
+mod http;
+mod log;
+mod metrics;
+mod server;
+mod shutdown;
+
+use config::{parse_args, usage, Command};
+use log::{quote, set_level, Level};
+use std::process::ExitCode;
+
+/// The command-line entry point: parse the arguments and environment, then serve,
+/// run the health check, or print help or the version. A bad flag is one line on
+/// stderr and exit code 2.
+pub fn main() -> ExitCode {
+    let env = |name: &str| std::env::var(name).ok();
+    let command = match parse_args(std::env::args_os().skip(1), &env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vrypt-server: error: {e} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Help => {
+            print!("{}", usage());
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("vrypt-server {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Healthcheck { url, timeout } => {
+            ExitCode::from(healthcheck::run(&url, timeout).clamp(0, 255) as u8)
+        }
+        Command::Serve(cfg) => {
+            set_level(cfg.log_level);
+            match server::run(*cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    crate::log!(Level::Error, "fatal", "error={}", quote(&e.to_string()));
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
 
 /// What the integration tests and the fuzz targets need from inside the crate.
 /// Not a stable interface.
 #[doc(hidden)]
 pub mod testing {
+    pub use crate::http::{
+        parse_head, Body, ChunkedDecoder, HeadParser, ParseError, RequestHead, Status, Version,
+    };
     pub use crate::metrics::Snapshot;
 
     /// The outcome of feeding a byte stream to one connection's state machine.

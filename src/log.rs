@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// Severity of a log line, most severe first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
-pub enum Level {
+pub(crate) enum Level {
     Error = 0,
     Warn = 1,
     Info = 2,
@@ -20,7 +20,7 @@ pub enum Level {
 
 impl Level {
     /// Parses `error`, `warn`, `info` or `debug`.
-    pub fn parse(s: &str) -> Option<Level> {
+    pub(crate) fn parse(s: &str) -> Option<Level> {
         match s.to_ascii_lowercase().as_str() {
             "error" => Some(Level::Error),
             "warn" | "warning" => Some(Level::Warn),
@@ -43,18 +43,18 @@ impl Level {
 static MAX_LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
 
 /// Sets the most verbose level that is printed.
-pub fn set_level(level: Level) {
+pub(crate) fn set_level(level: Level) {
     MAX_LEVEL.store(level as u8, Ordering::Relaxed);
 }
 
 /// Whether lines of `level` are printed.
 #[inline]
-pub fn enabled(level: Level) -> bool {
+pub(crate) fn enabled(level: Level) -> bool {
     level as u8 <= MAX_LEVEL.load(Ordering::Relaxed)
 }
 
 /// Writes one line: timestamp, level, `event=<event>`, then the caller's `key=value` pairs.
-pub fn write(level: Level, event: &str, fields: Arguments<'_>) {
+pub(crate) fn write(level: Level, event: &str, fields: Arguments<'_>) {
     if !enabled(level) {
         return;
     }
@@ -80,7 +80,7 @@ macro_rules! log {
 }
 
 /// Quotes a value for a `key=value` line when it contains spaces, quotes or `=`.
-pub fn quote(value: &str) -> String {
+pub(crate) fn quote(value: &str) -> String {
     if !value.is_empty()
         && !value
             .bytes()

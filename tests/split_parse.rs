@@ -6,7 +6,7 @@
 //! requests, framing headers, chunked bodies, mutations and raw noise. A second
 //! generator makes request heads only, for the resumable head parser.
 
-use vrypt_server::http::{parse_head, HeadParser, ParseError, Status};
+use vrypt_server::testing::{parse_head, HeadParser, ParseError, Status};
 use vrypt_server::testing::{replay, Replay};
 
 /// xorshift64*: small, fast, deterministic.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 /// What the process was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     Serve(Box<Config>),
     /// `healthcheck [--url URL] [--timeout DUR]`.
     Healthcheck {
@@ -21,7 +21,7 @@ pub enum Command {
 }
 
 /// The `--help` text.
-pub fn usage() -> String {
+pub(crate) fn usage() -> String {
     format!(
         "vrypt-server {version}
 Answers every HTTP/1.1 request with one fixed response, very fast.
@@ -263,7 +263,10 @@ impl Builder {
 }
 
 /// Parses the arguments (without the program name) and the environment.
-pub fn parse_args<I>(args: I, env: &dyn Fn(&str) -> Option<String>) -> Result<Command, String>
+pub(crate) fn parse_args<I>(
+    args: I,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Command, String>
 where
     I: IntoIterator,
     I::Item: Into<OsString>,

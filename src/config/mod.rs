@@ -8,7 +8,7 @@
 mod cli;
 mod values;
 
-pub use cli::{parse_args, usage, Command};
+pub(crate) use cli::{parse_args, usage, Command};
 
 use crate::http::ResponseSpec;
 use crate::log::Level;
@@ -16,11 +16,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 /// Default port when none is given.
-pub const DEFAULT_PORT: u16 = 8080;
+pub(crate) const DEFAULT_PORT: u16 = 8080;
 
 /// Where to listen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listen {
+pub(crate) enum Listen {
     /// `[::]:PORT` dual-stack, or `0.0.0.0:PORT` when the host has no IPv6.
     AnyAddress(u16),
     /// Exactly this address.
@@ -29,7 +29,7 @@ pub enum Listen {
 
 impl Listen {
     /// The port this spec listens on (0 asks the kernel for a free one).
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         match self {
             Listen::AnyAddress(p) => *p,
             Listen::Exact(a) => a.port(),
@@ -37,7 +37,7 @@ impl Listen {
     }
 
     /// The addresses to try, in order.
-    pub fn candidates(&self) -> Vec<SocketAddr> {
+    pub(crate) fn candidates(&self) -> Vec<SocketAddr> {
         match *self {
             Listen::AnyAddress(p) => vec![
                 SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), p),
@@ -50,33 +50,33 @@ impl Listen {
 
 /// Where and how to push StatsD metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatsdSettings {
+pub(crate) struct StatsdSettings {
     /// `host:port`; the host may be a name, resolved at start and again later.
-    pub target: String,
-    pub interval: Duration,
-    pub prefix: String,
-    pub tags: Vec<(String, String)>,
+    pub(crate) target: String,
+    pub(crate) interval: Duration,
+    pub(crate) prefix: String,
+    pub(crate) tags: Vec<(String, String)>,
 }
 
 /// Everything the server needs to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    pub listen: Listen,
-    pub workers: usize,
-    pub backlog: i32,
+pub(crate) struct Config {
+    pub(crate) listen: Listen,
+    pub(crate) workers: usize,
+    pub(crate) backlog: i32,
     /// Open connections per process; 0 means no limit beyond file descriptors.
-    pub max_connections: usize,
-    pub max_header_bytes: usize,
-    pub header_timeout: Duration,
-    pub idle_timeout: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) header_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// Time to receive a request's whole content, from the end of its head.
-    pub body_timeout: Duration,
-    pub write_timeout: Duration,
-    pub shutdown_timeout: Duration,
-    pub response: ResponseSpec,
+    pub(crate) body_timeout: Duration,
+    pub(crate) write_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) response: ResponseSpec,
     /// `None` when metrics are off.
-    pub statsd: Option<StatsdSettings>,
-    pub log_level: Level,
+    pub(crate) statsd: Option<StatsdSettings>,
+    pub(crate) log_level: Level,
 }
 
 impl Default for Config {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// `10`, `10s`, `500ms`, `2m`, `1h`, `1.5s`. Plain numbers are seconds.
-pub fn duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -34,7 +34,7 @@ pub fn duration(s: &str) -> Result<Duration, String> {
 }
 
 /// A duration that must be at least `min`.
-pub fn duration_at_least(s: &str, min: Duration) -> Result<Duration, String> {
+pub(crate) fn duration_at_least(s: &str, min: Duration) -> Result<Duration, String> {
     let d = duration(s)?;
     if d < min {
         return Err(format!(
@@ -46,7 +46,7 @@ pub fn duration_at_least(s: &str, min: Duration) -> Result<Duration, String> {
 }
 
 /// An integer within `lo..=hi`.
-pub fn integer<T>(s: &str, lo: T, hi: T) -> Result<T, String>
+pub(crate) fn integer<T>(s: &str, lo: T, hi: T) -> Result<T, String>
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
 {
@@ -57,19 +57,19 @@ where
 }
 
 /// A TCP port, 0 to 65535 (0 asks the kernel for a free port).
-pub fn port(s: &str) -> Result<u16, String> {
+pub(crate) fn port(s: &str) -> Result<u16, String> {
     integer::<u16>(s, 0, u16::MAX)
 }
 
 /// `ADDR:PORT`, with IPv6 addresses in brackets: `0.0.0.0:8080`, `[::1]:8080`.
-pub fn socket_addr(s: &str) -> Result<SocketAddr, String> {
+pub(crate) fn socket_addr(s: &str) -> Result<SocketAddr, String> {
     s.trim().parse().map_err(|_| {
         format!("'{s}' is not ADDR:PORT (examples: 0.0.0.0:8080, [::]:8080, 127.0.0.1:80)")
     })
 }
 
 /// `true/false`, `1/0`, `yes/no`, `on/off`.
-pub fn boolean(s: &str) -> Result<bool, String> {
+pub(crate) fn boolean(s: &str) -> Result<bool, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "" | "0" | "false" | "no" | "off" => Ok(false),
@@ -87,7 +87,7 @@ const MANAGED: [(&str, &str); 5] = [
 ];
 
 /// `Name: value`, with a token name and a value free of CR, LF, NUL and other controls.
-pub fn header(s: &str, server_header: bool) -> Result<(String, String), String> {
+pub(crate) fn header(s: &str, server_header: bool) -> Result<(String, String), String> {
     let (name, value) = s
         .split_once(':')
         .ok_or_else(|| format!("'{s}' is not 'Name: value'"))?;
@@ -113,7 +113,7 @@ pub fn header(s: &str, server_header: bool) -> Result<(String, String), String> 
 }
 
 /// A media type for `Content-Type`: printable, no CR/LF.
-pub fn content_type(s: &str) -> Result<String, String> {
+pub(crate) fn content_type(s: &str) -> Result<String, String> {
     if s.is_empty() || !is_field_value(s.as_bytes()) {
         return Err(format!("'{s}' is not a valid Content-Type value"));
     }
@@ -121,12 +121,12 @@ pub fn content_type(s: &str) -> Result<String, String> {
 }
 
 /// A final status code, 200 to 599.
-pub fn status(s: &str) -> Result<u16, String> {
+pub(crate) fn status(s: &str) -> Result<u16, String> {
     integer::<u16>(s, 200, 599)
 }
 
 /// `k:v,k2:v2` DogStatsD tags.
-pub fn tags(s: &str) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn tags(s: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
     for item in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
         let (k, v) = item.split_once(':').unwrap_or((item, ""));
@@ -143,7 +143,7 @@ pub fn tags(s: &str) -> Result<Vec<(String, String)>, String> {
 }
 
 /// A StatsD metric prefix: letters, digits, `.`, `_` and `-`.
-pub fn prefix(s: &str) -> Result<String, String> {
+pub(crate) fn prefix(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
@@ -159,7 +159,7 @@ pub fn prefix(s: &str) -> Result<String, String> {
 }
 
 /// `host:port` for StatsD; the host may be a name or an IP (IPv6 in brackets).
-pub fn host_port(s: &str) -> Result<String, String> {
+pub(crate) fn host_port(s: &str) -> Result<String, String> {
     let s = s.trim();
     let (host, port_str) = s
         .rsplit_once(':')

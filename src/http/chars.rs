@@ -2,7 +2,7 @@
 
 /// `tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~"
 ///         / DIGIT / ALPHA` (RFC 9110 §5.6.2). `token = 1*tchar`; methods and field names are tokens.
-pub static TOKEN: [bool; 256] = {
+pub(crate) static TOKEN: [bool; 256] = {
     let mut t = [false; 256];
     let mut i = 0;
     while i < 256 {
@@ -34,7 +34,7 @@ pub static TOKEN: [bool; 256] = {
 /// target's grammar, RFC 3986 URI syntax, has no other bytes; anything else must be
 /// percent-encoded). Space ends the target; controls, DEL and bytes above `%x7F`
 /// (obs-text is not part of a URI) are refused.
-pub static TARGET: [bool; 256] = {
+pub(crate) static TARGET: [bool; 256] = {
     let mut t = [false; 256];
     let mut i = 0x21;
     while i < 0x7f {
@@ -49,7 +49,7 @@ pub static TARGET: [bool; 256] = {
 /// `sub-delims = "!" / "$" / "&" / "'" / "(" / ")" / "*" / "+" / "," / ";" / "="`,
 /// except `","`: in a field value it separates list members, so a Host value holding one
 /// is several hosts, not one.
-pub static REG_NAME: [bool; 256] = {
+pub(crate) static REG_NAME: [bool; 256] = {
     let mut t = [false; 256];
     let mut i = 0;
     while i < 256 {
@@ -79,7 +79,7 @@ pub static REG_NAME: [bool; 256] = {
 /// `qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text` (RFC 9110 §5.6.4): the bytes
 /// of a quoted-string that stand for themselves (not `DQUOTE`, not the backslash of a
 /// `quoted-pair`).
-pub static QDTEXT: [bool; 256] = {
+pub(crate) static QDTEXT: [bool; 256] = {
     let mut t = [false; 256];
     let mut i = 0;
     while i < 256 {
@@ -91,7 +91,7 @@ pub static QDTEXT: [bool; 256] = {
 
 /// `field-vchar = VCHAR / obs-text` plus SP and HTAB, the bytes of a field value
 /// (RFC 9110 §5.5). CR, LF, NUL, other controls and DEL are not allowed.
-pub static FIELD_VALUE: [bool; 256] = {
+pub(crate) static FIELD_VALUE: [bool; 256] = {
     let mut t = [false; 256];
     let mut i = 0;
     while i < 256 {
@@ -102,11 +102,11 @@ pub static FIELD_VALUE: [bool; 256] = {
 };
 
 /// Whether `s` is a valid token (non-empty, all tchar).
-pub fn is_token(s: &[u8]) -> bool {
+pub(crate) fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| TOKEN[b as usize])
 }
 
 /// Whether `s` is a valid field value (no CR, LF, NUL or other control bytes but HTAB).
-pub fn is_field_value(s: &[u8]) -> bool {
+pub(crate) fn is_field_value(s: &[u8]) -> bool {
     s.iter().all(|&b| FIELD_VALUE[b as usize])
 }

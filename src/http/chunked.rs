@@ -135,7 +135,7 @@ impl ChunkedDecoder {
     /// When [`is_done`](Self::is_done) afterwards, the rest of `buf` is the next request.
     ///
     /// ```
-    /// use vrypt_server::http::ChunkedDecoder;
+    /// use vrypt_server::testing::ChunkedDecoder;
     ///
     /// let mut d = ChunkedDecoder::new(8192);
     /// assert_eq!(d.feed(b"5\r\nhel"), Ok(6));
@@ -275,7 +275,11 @@ impl ChunkedDecoder {
     pub fn in_trailer(&self) -> bool {
         matches!(
             self.state,
-            State::TrailerStart | State::TrailerName | State::TrailerValue | State::TrailerLf | State::EndLf
+            State::TrailerStart
+                | State::TrailerName
+                | State::TrailerValue
+                | State::TrailerLf
+                | State::EndLf
         )
     }
 

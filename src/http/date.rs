@@ -6,7 +6,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Length of an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
-pub const IMF_FIXDATE_LEN: usize = 29;
+pub(crate) const IMF_FIXDATE_LEN: usize = 29;
 
 const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
 const MONTHS: [&[u8; 3]; 12] = [
@@ -15,19 +15,19 @@ const MONTHS: [&[u8; 3]; 12] = [
 
 /// Calendar fields of a Unix time (UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Civil {
-    pub year: i64,
-    pub month: u32,
-    pub day: u32,
-    pub hour: u32,
-    pub minute: u32,
-    pub second: u32,
+pub(crate) struct Civil {
+    pub(crate) year: i64,
+    pub(crate) month: u32,
+    pub(crate) day: u32,
+    pub(crate) hour: u32,
+    pub(crate) minute: u32,
+    pub(crate) second: u32,
     /// 0 = Thursday (1970-01-01 was a Thursday).
-    pub weekday_from_thursday: u32,
+    pub(crate) weekday_from_thursday: u32,
 }
 
 /// Splits seconds since the Unix epoch into calendar fields (proleptic Gregorian, UTC).
-pub fn civil(unix_secs: i64) -> Civil {
+pub(crate) fn civil(unix_secs: i64) -> Civil {
     let days = unix_secs.div_euclid(86_400);
     let rem = unix_secs.rem_euclid(86_400) as u32;
     // Days-to-civil conversion on 400-year eras (the algorithm popularised by H. Hinnant).
@@ -57,7 +57,7 @@ fn two(out: &mut [u8], v: u32) {
 }
 
 /// Writes `unix_secs` as an IMF-fixdate into `out`.
-pub fn write_imf_fixdate(unix_secs: i64, out: &mut [u8; IMF_FIXDATE_LEN]) {
+pub(crate) fn write_imf_fixdate(unix_secs: i64, out: &mut [u8; IMF_FIXDATE_LEN]) {
     let c = civil(unix_secs);
     let year = c.year.clamp(0, 9999) as u32;
     out[0..3].copy_from_slice(DAYS[c.weekday_from_thursday as usize]);
@@ -78,7 +78,7 @@ pub fn write_imf_fixdate(unix_secs: i64, out: &mut [u8; IMF_FIXDATE_LEN]) {
 }
 
 /// Seconds since the Unix epoch from the coarse real-time clock (a vDSO read, no syscall).
-pub fn unix_now_coarse() -> i64 {
+pub(crate) fn unix_now_coarse() -> i64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -98,7 +98,7 @@ pub fn unix_now_coarse() -> i64 {
 }
 
 /// The current time as `2026-11-22T15:04:05.123Z`, for log lines.
-pub fn rfc3339_now() -> String {
+pub(crate) fn rfc3339_now() -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();

@@ -250,7 +250,7 @@ enum State {
 /// caller's buffer, which must keep the head at its start.
 ///
 /// ```
-/// use vrypt_server::http::{Body, HeadParser, Status};
+/// use vrypt_server::testing::{Body, HeadParser, Status};
 ///
 /// let req = b"HEAD /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc";
 /// let mut p = HeadParser::new();
@@ -637,7 +637,7 @@ impl HeadParser {
 /// [`HeadParser::parse`] on a new parser.
 ///
 /// ```
-/// use vrypt_server::http::{parse_head, Body, Status};
+/// use vrypt_server::testing::{parse_head, Body, Status};
 ///
 /// let req = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc";
 /// assert_eq!(parse_head(&req[..20], 8192), Ok(Status::Partial));
@@ -1479,7 +1479,7 @@ mod tests {
             }
         }
 
-        pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Status, Error> {
+        pub(crate) fn parse_head(buf: &[u8], max_head: usize) -> Result<Status, Error> {
             let limit_hit = buf.len() > max_head;
             let buf = if limit_hit { &buf[..max_head + 1] } else { buf };
             match parse_bounded(buf) {

@@ -8,7 +8,7 @@
 use super::date::{write_imf_fixdate, IMF_FIXDATE_LEN};
 
 /// The standard reason phrase of a status code (RFC 9110 §15), if it has one.
-pub fn reason(code: u16) -> Option<&'static str> {
+pub(crate) fn reason(code: u16) -> Option<&'static str> {
     Some(match code {
         100 => "Continue",
         101 => "Switching Protocols",
@@ -71,13 +71,13 @@ pub fn reason(code: u16) -> Option<&'static str> {
 
 /// What the configured response looks like. Validated by the config module.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResponseSpec {
-    pub status: u16,
-    pub body: Vec<u8>,
-    pub content_type: String,
+pub(crate) struct ResponseSpec {
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
+    pub(crate) content_type: String,
     /// Extra header lines, already validated: token name, value without CR/LF/NUL.
-    pub headers: Vec<(String, String)>,
-    pub server_header: bool,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) server_header: bool,
 }
 
 impl Default for ResponseSpec {
@@ -94,7 +94,7 @@ impl Default for ResponseSpec {
 
 /// The `Connection` header a response carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Persistence {
+pub(crate) enum Persistence {
     /// HTTP/1.1 default: no header, the connection stays open.
     Default,
     /// `Connection: keep-alive`, for HTTP/1.0 clients that asked for it.
@@ -104,7 +104,7 @@ pub enum Persistence {
 }
 
 /// Error answers the server generates itself; all close the connection.
-pub const ERROR_STATUSES: [u16; 6] = [400, 408, 414, 431, 501, 505];
+pub(crate) const ERROR_STATUSES: [u16; 6] = [400, 408, 414, 431, 501, 505];
 
 /// The interim answer to `Expect: 100-continue` (RFC 9110 §10.1.1, §15.2.1).
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -116,7 +116,7 @@ const INLINE_BODY_MAX: usize = 16 * 1024;
 
 /// The bytes at the start of every response that can change after it was built:
 /// status line, `Server` and `Date` all fit, since extra headers come after `Date`.
-pub const MUTABLE_PREFIX_MAX: usize = 128;
+pub(crate) const MUTABLE_PREFIX_MAX: usize = 128;
 
 /// Names one of the responses in [`Templates`]: the configured response (for GET
 /// or HEAD, with each `Connection` variant), an error answer, or `100 Continue`.
@@ -124,7 +124,7 @@ pub const MUTABLE_PREFIX_MAX: usize = 128;
 /// A connection queues these references, not bytes, so what it holds for output
 /// does not depend on the size of the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RespId(u8);
+pub(crate) struct RespId(u8);
 
 const CONFIGURED_COUNT: u8 = 6;
 const ERRORS_AT: u8 = CONFIGURED_COUNT;
@@ -141,17 +141,17 @@ fn persistence_index(p: Persistence) -> u8 {
 
 impl RespId {
     /// `HTTP/1.1 100 Continue`.
-    pub const CONTINUE: RespId = RespId(CONTINUE_AT);
+    pub(crate) const CONTINUE: RespId = RespId(CONTINUE_AT);
 
     /// The configured response; `is_head` leaves the body out.
     #[inline]
-    pub fn configured(is_head: bool, persistence: Persistence) -> RespId {
+    pub(crate) fn configured(is_head: bool, persistence: Persistence) -> RespId {
         RespId(u8::from(is_head) * 3 + persistence_index(persistence))
     }
 
     /// The error answer for `status`, one of [`ERROR_STATUSES`] (400 for any other).
     /// An answer to `HEAD` has the same header fields and no body (RFC 9110 §9.3.2).
-    pub fn error(status: u16, is_head: bool) -> RespId {
+    pub(crate) fn error(status: u16, is_head: bool) -> RespId {
         let i = ERROR_STATUSES
             .iter()
             .position(|&s| s == status)
@@ -161,7 +161,7 @@ impl RespId {
 
     /// The same response announcing `Connection: close`, when it is a configured
     /// response that would have kept the connection open; `None` otherwise.
-    pub fn closing(self) -> Option<RespId> {
+    pub(crate) fn closing(self) -> Option<RespId> {
         if self.0 < CONFIGURED_COUNT && self.0 % 3 != 2 {
             Some(RespId(self.0 - self.0 % 3 + 2))
         } else {
@@ -170,7 +170,7 @@ impl RespId {
     }
 
     /// Whether the connection is closed after this response.
-    pub fn closes(self) -> bool {
+    pub(crate) fn closes(self) -> bool {
         (self.0 < CONFIGURED_COUNT && self.0 % 3 == 2) || (ERRORS_AT..CONTINUE_AT).contains(&self.0)
     }
 }
@@ -201,9 +201,8 @@ impl Template {
 
 /// Every response a worker sends. Cheap to clone (a long body is shared), one copy per worker.
 #[derive(Debug, Clone)]
-pub struct Templates {
+pub(crate) struct Templates {
     all: Box<[Template; TEMPLATE_COUNT]>,
-    status: u16,
     date_second: i64,
 }
 
@@ -229,17 +228,27 @@ fn content_rule(status: u16) -> Content {
     }
 }
 
-/// Builds one response. `send_body` is false for an answer to HEAD (headers as for GET).
-fn build(
+/// What a family of responses has in common (the GET, HEAD and `Connection` variants).
+struct Shape<'a> {
     status: u16,
-    content_type: &str,
-    body: &[u8],
-    shared_body: Option<&std::sync::Arc<[u8]>>,
-    send_body: bool,
-    headers: &[(String, String)],
+    content_type: &'a str,
+    body: &'a [u8],
+    /// `body` held once for all variants and workers, when it is long.
+    shared_body: Option<&'a std::sync::Arc<[u8]>>,
+    headers: &'a [(String, String)],
     server_header: bool,
-    persistence: Persistence,
-) -> Template {
+}
+
+/// Builds one response. `send_body` is false for an answer to HEAD (headers as for GET).
+fn build(shape: &Shape<'_>, send_body: bool, persistence: Persistence) -> Template {
+    let Shape {
+        status,
+        content_type,
+        body,
+        shared_body,
+        headers,
+        server_header,
+    } = *shape;
     let rule = content_rule(status);
     let mut out = Vec::with_capacity(160 + body.len().min(INLINE_BODY_MAX));
     let reason = reason(status).unwrap_or("");
@@ -286,9 +295,17 @@ fn build(
 
 impl Templates {
     /// Builds every response for `spec`, dated `unix_secs`.
-    pub fn new(spec: &ResponseSpec, unix_secs: i64) -> Templates {
+    pub(crate) fn new(spec: &ResponseSpec, unix_secs: i64) -> Templates {
         let shared: Option<std::sync::Arc<[u8]>> =
             (spec.body.len() > INLINE_BODY_MAX).then(|| spec.body.as_slice().into());
+        let configured = Shape {
+            status: spec.status,
+            content_type: &spec.content_type,
+            body: &spec.body,
+            shared_body: shared.as_ref(),
+            headers: &spec.headers,
+            server_header: spec.server_header,
+        };
         let all: [Template; TEMPLATE_COUNT] = std::array::from_fn(|i| {
             let i = i as u8;
             if i < CONFIGURED_COUNT {
@@ -297,30 +314,19 @@ impl Templates {
                     Persistence::KeepAlive,
                     Persistence::Close,
                 ][usize::from(i % 3)];
-                build(
-                    spec.status,
-                    &spec.content_type,
-                    &spec.body,
-                    shared.as_ref(),
-                    i < 3,
-                    &spec.headers,
-                    spec.server_header,
-                    persistence,
-                )
+                build(&configured, i < 3, persistence)
             } else if i < CONTINUE_AT {
                 let k = usize::from(i - ERRORS_AT);
                 let code = ERROR_STATUSES[k % ERROR_STATUSES.len()];
-                let body = reason(code).unwrap_or("Error").as_bytes();
-                build(
-                    code,
-                    "text/plain",
-                    body,
-                    None,
-                    k < ERROR_STATUSES.len(),
-                    &[],
-                    spec.server_header,
-                    Persistence::Close,
-                )
+                let error = Shape {
+                    status: code,
+                    content_type: "text/plain",
+                    body: reason(code).unwrap_or("Error").as_bytes(),
+                    shared_body: None,
+                    headers: &[],
+                    server_header: spec.server_header,
+                };
+                build(&error, k < ERROR_STATUSES.len(), Persistence::Close)
             } else {
                 Template {
                     bytes: CONTINUE.into(),
@@ -332,7 +338,6 @@ impl Templates {
         });
         let mut t = Templates {
             all: Box::new(all),
-            status: spec.status,
             date_second: i64::MIN,
         };
         t.refresh_date(unix_secs);
@@ -341,7 +346,7 @@ impl Templates {
 
     /// Rewrites the date in every template when `unix_secs` is a new second.
     #[inline]
-    pub fn refresh_date(&mut self, unix_secs: i64) {
+    pub(crate) fn refresh_date(&mut self, unix_secs: i64) {
         if unix_secs == self.date_second {
             return;
         }
@@ -356,21 +361,21 @@ impl Templates {
     /// The response's bytes as two parts: the head (with a short body), and a
     /// long body (empty when there is none or it is inline).
     #[inline]
-    pub fn parts(&self, id: RespId) -> (&[u8], &[u8]) {
+    pub(crate) fn parts(&self, id: RespId) -> (&[u8], &[u8]) {
         let t = &self.all[usize::from(id.0)];
         (&t.bytes, t.body.as_deref().unwrap_or(&[]))
     }
 
     /// Total length of the response.
     #[inline]
-    pub fn len(&self, id: RespId) -> usize {
+    pub(crate) fn len(&self, id: RespId) -> usize {
         self.all[usize::from(id.0)].len()
     }
 
     /// Where the part of the response that changes over time (the date) ends:
     /// bytes from here on never change. At most [`MUTABLE_PREFIX_MAX`].
     #[inline]
-    pub fn mutable_end(&self, id: RespId) -> usize {
+    pub(crate) fn mutable_end(&self, id: RespId) -> usize {
         self.all[usize::from(id.0)]
             .date_at
             .map_or(0, |at| at + IMF_FIXDATE_LEN)
@@ -378,28 +383,26 @@ impl Templates {
 
     /// Status code of the response `id`.
     #[inline]
-    pub fn status_of(&self, id: RespId) -> u16 {
+    pub(crate) fn status_of(&self, id: RespId) -> u16 {
         self.all[usize::from(id.0)].status
     }
 
-    /// Status code of the configured response.
-    pub fn status(&self) -> u16 {
-        self.status
-    }
-
-    /// The whole response as one byte vector (tests and tools; not for the request path).
-    pub fn bytes(&self, id: RespId) -> Vec<u8> {
+    /// The whole response as one byte vector (tests; not for the request path).
+    #[cfg(test)]
+    pub(crate) fn bytes(&self, id: RespId) -> Vec<u8> {
         let (head, body) = self.parts(id);
         [head, body].concat()
     }
 
     /// The configured response.
-    pub fn configured(&self, is_head: bool, persistence: Persistence) -> Vec<u8> {
+    #[cfg(test)]
+    pub(crate) fn configured(&self, is_head: bool, persistence: Persistence) -> Vec<u8> {
         self.bytes(RespId::configured(is_head, persistence))
     }
 
     /// The error response for `status`, one of [`ERROR_STATUSES`] (400 otherwise), to a GET.
-    pub fn error(&self, status: u16) -> Vec<u8> {
+    #[cfg(test)]
+    pub(crate) fn error(&self, status: u16) -> Vec<u8> {
         self.bytes(RespId::error(status, false))
     }
 }
@@ -501,7 +504,11 @@ mod tests {
         let (_, head_body) = t.parts(RespId::configured(true, Persistence::Default));
         assert!(head_body.is_empty());
         let copy = t.clone();
-        assert_eq!(copy.parts(keep).1.as_ptr(), body.as_ptr(), "one copy of a long body");
+        assert_eq!(
+            copy.parts(keep).1.as_ptr(),
+            body.as_ptr(),
+            "one copy of a long body"
+        );
         assert_eq!(t.bytes(RespId::CONTINUE), b"HTTP/1.1 100 Continue\r\n\r\n");
         assert!(t.mutable_end(keep) <= MUTABLE_PREFIX_MAX && t.mutable_end(RespId::CONTINUE) == 0);
     }

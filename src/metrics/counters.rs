@@ -14,34 +14,34 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// `connections_open`, which is a level (accepted minus closed).
 #[repr(align(128))]
 #[derive(Default, Debug)]
-pub struct WorkerCounters {
+pub(crate) struct WorkerCounters {
     /// Requests whose head was parsed completely (answered, any status).
-    pub requests: AtomicU64,
+    pub(crate) requests: AtomicU64,
     /// Responses with a 2xx status.
-    pub responses_2xx: AtomicU64,
+    pub(crate) responses_2xx: AtomicU64,
     /// Responses with a 3xx status.
-    pub responses_3xx: AtomicU64,
+    pub(crate) responses_3xx: AtomicU64,
     /// Responses with a 4xx status.
-    pub responses_4xx: AtomicU64,
+    pub(crate) responses_4xx: AtomicU64,
     /// Responses with a 5xx status.
-    pub responses_5xx: AtomicU64,
+    pub(crate) responses_5xx: AtomicU64,
     /// Bytes handed to the kernel by `send`.
-    pub bytes_sent: AtomicU64,
+    pub(crate) bytes_sent: AtomicU64,
     /// Connections accepted.
-    pub connections_accepted: AtomicU64,
+    pub(crate) connections_accepted: AtomicU64,
     /// Connections closed (by either side).
-    pub connections_closed: AtomicU64,
+    pub(crate) connections_closed: AtomicU64,
     /// Connections closed because a header, idle, write or linger timer fired.
-    pub timeouts: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
     /// Requests rejected as malformed (400, 414, 431, 505, ...).
-    pub parse_errors: AtomicU64,
+    pub(crate) parse_errors: AtomicU64,
     /// `accept` calls that failed with something other than "would block".
-    pub accept_errors: AtomicU64,
+    pub(crate) accept_errors: AtomicU64,
 }
 
 /// Adds `n` to a counter that only the calling thread writes.
 #[inline(always)]
-pub fn bump(counter: &AtomicU64, n: u64) {
+pub(crate) fn bump(counter: &AtomicU64, n: u64) {
     // Single writer: a relaxed load and store is exact and avoids `lock xadd`.
     counter.store(
         counter.load(Ordering::Relaxed).wrapping_add(n),
@@ -67,7 +67,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Sums the current values of every slot.
-    pub fn sum(slots: &[WorkerCounters]) -> Snapshot {
+    pub(crate) fn sum(slots: &[WorkerCounters]) -> Snapshot {
         let mut s = Snapshot::default();
         for c in slots {
             let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -87,7 +87,7 @@ impl Snapshot {
     }
 
     /// Connections currently open: accepted minus closed.
-    pub fn connections_open(&self) -> u64 {
+    pub(crate) fn connections_open(&self) -> u64 {
         self.connections_accepted
             .saturating_sub(self.connections_closed)
     }

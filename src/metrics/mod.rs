@@ -1,6 +1,7 @@
 //! Request counters (sharded per worker) and the StatsD pusher that reads them.
 
-pub mod counters;
-pub mod statsd;
+pub(crate) mod counters;
+pub(crate) mod statsd;
 
-pub use counters::{bump, Snapshot, WorkerCounters};
+pub use counters::Snapshot;
+pub(crate) use counters::{bump, WorkerCounters};

@@ -433,7 +433,12 @@ impl Conn {
     /// Consumes `data` (received bytes, possibly several pipelined requests) from
     /// its start, where `parser` is positioned, queues the responses and returns
     /// how many bytes were used and why it stopped.
-    fn process(&mut self, data: &[u8], parser: &mut HeadParser, ctx: &mut Ctx<'_>) -> (usize, Stop) {
+    fn process(
+        &mut self,
+        data: &[u8],
+        parser: &mut HeadParser,
+        ctx: &mut Ctx<'_>,
+    ) -> (usize, Stop) {
         let (used, stop) = self.process_inner(data, parser, ctx);
         if let Some(left) = self.drain_left.as_mut() {
             *left = left.saturating_sub(used as u64);

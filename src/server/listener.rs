@@ -7,11 +7,11 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 
 /// The listeners for all workers and the address they are bound to.
-pub struct Bound {
-    pub listeners: Vec<TcpListener>,
-    pub addr: SocketAddr,
+pub(crate) struct Bound {
+    pub(crate) listeners: Vec<TcpListener>,
+    pub(crate) addr: SocketAddr,
     /// Whether an IPv6 wildcard socket also accepts IPv4 (dual-stack).
-    pub dual_stack: bool,
+    pub(crate) dual_stack: bool,
 }
 
 fn socket_for(addr: &SocketAddr, reuse_port: bool) -> io::Result<Socket> {
@@ -70,7 +70,7 @@ fn bind_on(addr: SocketAddr, count: usize, backlog: i32) -> io::Result<Bound> {
 
 /// Binds the listeners for `listen`: for the default wildcard, `[::]` dual-stack
 /// first and `0.0.0.0` when the host has no IPv6.
-pub fn bind(listen: &Listen, count: usize, backlog: i32) -> io::Result<Bound> {
+pub(crate) fn bind(listen: &Listen, count: usize, backlog: i32) -> io::Result<Bound> {
     let candidates = listen.candidates();
     let mut last_err = None;
     for (i, addr) in candidates.iter().enumerate() {
@@ -95,7 +95,7 @@ pub fn bind(listen: &Listen, count: usize, backlog: i32) -> io::Result<Bound> {
 }
 
 /// `net.core.somaxconn`, the kernel's cap on any listen backlog, if readable.
-pub fn somaxconn() -> Option<i32> {
+pub(crate) fn somaxconn() -> Option<i32> {
     std::fs::read_to_string("/proc/sys/net/core/somaxconn")
         .ok()?
         .trim()

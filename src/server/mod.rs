@@ -1,9 +1,9 @@
 //! The server: listeners, worker threads, graceful shutdown, metrics thread.
 
-pub mod conn;
+pub(crate) mod conn;
 mod deadline;
 mod drive;
-pub mod listener;
+pub(crate) mod listener;
 mod output;
 mod pool;
 mod timer;
@@ -46,7 +46,7 @@ fn raise_nofile_limit() -> Option<u64> {
 }
 
 /// Runs the server until a graceful shutdown completes.
-pub fn run(cfg: Config) -> io::Result<()> {
+pub(crate) fn run(cfg: Config) -> io::Result<()> {
     crate::shutdown::block_signals()
         .map_err(|e| io::Error::new(e.kind(), format!("cannot block signals: {e}")))?;
     let nofile = raise_nofile_limit();

@@ -225,7 +225,8 @@ impl OutQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{Persistence, ResponseSpec};
+    use crate::http::response::Persistence;
+    use crate::http::ResponseSpec;
 
     /// A socket that takes at most `cap` bytes per write.
     struct Trickle {
@@ -321,7 +322,10 @@ mod tests {
         }
         assert_eq!(q.len(), QUEUE_SLOTS - PER_REQUEST + 1);
         assert!(q.close_last(&t));
-        assert_eq!(q.last(), Some(RespId::configured(false, Persistence::Close)));
+        assert_eq!(
+            q.last(),
+            Some(RespId::configured(false, Persistence::Close))
+        );
         let mut one = OutQueue::boxed();
         one.push(keep, &t);
         let mut sock = Trickle {

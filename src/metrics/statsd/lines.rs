@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::metrics::Snapshot;
 
 /// Builds the `|#k:v,k2:v2` suffix for DogStatsD tags; empty when there are none.
-pub fn tag_suffix(tags: &[(String, String)]) -> String {
+pub(crate) fn tag_suffix(tags: &[(String, String)]) -> String {
     let mut s = String::new();
     for (i, (k, v)) in tags.iter().enumerate() {
         s.push_str(if i == 0 { "|#" } else { "," });
@@ -22,7 +22,7 @@ pub fn tag_suffix(tags: &[(String, String)]) -> String {
 }
 
 /// Formats a gauge value: an integer when whole, else at most two decimals.
-pub fn format_value(v: f64) -> String {
+pub(crate) fn format_value(v: f64) -> String {
     if !v.is_finite() || v <= 0.0 {
         // A leading sign would make StatsD treat a gauge as a relative change.
         return "0".to_string();
@@ -32,7 +32,7 @@ pub fn format_value(v: f64) -> String {
 }
 
 /// Requests per second: `delta` requests over `elapsed`.
-pub fn rate(delta: u64, elapsed: Duration) -> f64 {
+pub(crate) fn rate(delta: u64, elapsed: Duration) -> f64 {
     let secs = elapsed.as_secs_f64();
     if secs <= 0.0 {
         0.0
@@ -46,7 +46,7 @@ pub fn rate(delta: u64, elapsed: Duration) -> f64 {
 /// `delta` holds the counter changes since the previous flush, `elapsed` the
 /// time they cover, `open` the current number of open connections, `tags` the
 /// output of [`tag_suffix`].
-pub fn format_lines(
+pub(crate) fn format_lines(
     prefix: &str,
     tags: &str,
     delta: &Snapshot,
@@ -99,7 +99,7 @@ fn line(prefix: &str, name: &str, value: &str, kind: &str, tags: &str) -> String
 }
 
 /// Length of the longest line [`format_lines`] can produce for this prefix and tags.
-pub fn longest_line(prefix: &str, tags: &str) -> usize {
+pub(crate) fn longest_line(prefix: &str, tags: &str) -> usize {
     let max = Snapshot {
         requests: u64::MAX,
         responses_2xx: u64::MAX,
@@ -124,7 +124,7 @@ pub fn longest_line(prefix: &str, tags: &str) -> usize {
 ///
 /// Order is kept. A line longer than `max` on its own is dropped
 /// ([`spawn`](super::spawn) makes sure this cannot happen with real metrics).
-pub fn pack(lines: &[String], max: usize) -> Vec<Vec<u8>> {
+pub(crate) fn pack(lines: &[String], max: usize) -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> = Vec::new();
     let mut cur: Vec<u8> = Vec::with_capacity(max);
     for l in lines {
@@ -151,7 +151,7 @@ pub fn pack(lines: &[String], max: usize) -> Vec<Vec<u8>> {
 }
 
 /// Field-by-field `now - before`, wrapping like the counters themselves.
-pub fn delta(now: &Snapshot, before: &Snapshot) -> Snapshot {
+pub(crate) fn delta(now: &Snapshot, before: &Snapshot) -> Snapshot {
     Snapshot {
         requests: now.requests.wrapping_sub(before.requests),
         responses_2xx: now.responses_2xx.wrapping_sub(before.responses_2xx),

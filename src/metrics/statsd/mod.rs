@@ -58,9 +58,9 @@ mod lines;
 mod target;
 mod warn;
 
-pub use lines::{delta, format_lines, format_value, longest_line, pack, rate, tag_suffix};
-pub use target::{order_addrs, Target};
-pub use warn::WarnLimiter;
+pub(crate) use lines::{delta, format_lines, longest_line, pack, tag_suffix};
+pub(crate) use target::{order_addrs, Target};
+pub(crate) use warn::WarnLimiter;
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -73,27 +73,27 @@ use std::time::{Duration, Instant};
 use crate::metrics::{Snapshot, WorkerCounters};
 
 /// Largest datagram sent, in bytes.
-pub const MAX_DATAGRAM: usize = 1432;
+pub(crate) const MAX_DATAGRAM: usize = 1432;
 /// How often a host name is resolved again while things work.
-pub const RERESOLVE_EVERY: Duration = Duration::from_secs(30);
+pub(crate) const RERESOLVE_EVERY: Duration = Duration::from_secs(30);
 /// Shortest gap between two resolutions triggered by send errors.
-pub const RERESOLVE_AFTER_ERROR: Duration = Duration::from_secs(2);
+pub(crate) const RERESOLVE_AFTER_ERROR: Duration = Duration::from_secs(2);
 /// At most one warning per this period; the others are counted and reported.
-pub const WARN_EVERY: Duration = Duration::from_secs(60);
+pub(crate) const WARN_EVERY: Duration = Duration::from_secs(60);
 /// Longest sleep between two looks at the stop flag.
 const SLEEP_SLICE: Duration = Duration::from_millis(100);
 
 /// Where and how to send metrics.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StatsdConfig {
+pub(crate) struct StatsdConfig {
     /// Collector as `host:port`, `ipv4:port` or `[ipv6]:port`.
-    pub target: String,
+    pub(crate) target: String,
     /// Time between two flushes.
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// Prepended to every metric name, followed by a dot (`vrypt` gives `vrypt.rps`).
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// DogStatsD tags appended to every line as `|#k:v,...`; empty for plain StatsD.
-    pub tags: Vec<(String, String)>,
+    pub(crate) tags: Vec<(String, String)>,
 }
 
 /// Starts the metrics thread.
@@ -108,7 +108,7 @@ pub struct StatsdConfig {
 /// [`MAX_DATAGRAM`]; and with the OS error when the thread cannot be created.
 /// An unresolvable or unreachable collector is not an error here: it is retried
 /// in the background.
-pub fn spawn(
+pub(crate) fn spawn(
     cfg: StatsdConfig,
     slots: Arc<[WorkerCounters]>,
     stop: Arc<AtomicBool>,

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 /// A collector address as given: a literal socket address or a name to resolve.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Target {
+pub(crate) enum Target {
     /// `1.2.3.4:8125` or `[::1]:8125`: nothing to resolve.
     Addr(SocketAddr),
     /// `graphite:8125`: resolved in the background.
@@ -15,7 +15,7 @@ pub enum Target {
 
 impl Target {
     /// Parses `host:port`, `ipv4:port` or `[ipv6]:port`.
-    pub fn parse(s: &str) -> Result<Target, &'static str> {
+    pub(crate) fn parse(s: &str) -> Result<Target, &'static str> {
         if let Ok(a) = s.parse::<SocketAddr>() {
             return Ok(Target::Addr(a));
         }
@@ -43,7 +43,7 @@ impl Target {
 }
 
 /// Orders resolved addresses: IPv4 first, each family in resolver order, no duplicates.
-pub fn order_addrs(addrs: impl IntoIterator<Item = SocketAddr>) -> Vec<SocketAddr> {
+pub(crate) fn order_addrs(addrs: impl IntoIterator<Item = SocketAddr>) -> Vec<SocketAddr> {
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
     for a in addrs {

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 /// Lets one warning through per period and counts the rest.
 #[derive(Debug)]
-pub struct WarnLimiter {
+pub(crate) struct WarnLimiter {
     period: Duration,
     last: Option<Instant>,
     suppressed: u64,
@@ -12,7 +12,7 @@ pub struct WarnLimiter {
 
 impl WarnLimiter {
     /// A limiter that lets one warning through per `period`.
-    pub fn new(period: Duration) -> WarnLimiter {
+    pub(crate) fn new(period: Duration) -> WarnLimiter {
         WarnLimiter {
             period,
             last: None,
@@ -22,7 +22,7 @@ impl WarnLimiter {
 
     /// `Some(n)` when a warning may be printed now, `n` being how many were
     /// suppressed since the last one printed; `None` when this one is suppressed.
-    pub fn allow(&mut self, now: Instant) -> Option<u64> {
+    pub(crate) fn allow(&mut self, now: Instant) -> Option<u64> {
         match self.last {
             Some(t) if now.saturating_duration_since(t) < self.period => {
                 self.suppressed += 1;
