@@ -49,7 +49,7 @@ pub(crate) fn bump(counter: &AtomicU64, n: u64) {
     );
 }
 
-/// A point-in-time copy of one or more [`WorkerCounters`], summed.
+/// A point-in-time copy of one or more workers' counters, summed.
 #[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Snapshot {
     pub requests: u64,
