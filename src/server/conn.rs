@@ -663,7 +663,7 @@ pub(crate) fn replay(
 
 fn write_all_out(conn: &mut Conn, out: &mut Vec<u8>, ctx: &mut Ctx<'_>) {
     if let Some(q) = conn.output_mut() {
-        let _ = q.write_to(out, ctx.templates);
+        let _ = q.write_to(out, ctx.templates, &mut [0; 4096]);
     }
     conn.after_write(ctx.pools);
 }

@@ -83,7 +83,7 @@ pub(crate) fn drive<S: Socket>(sock: &mut S, conn: &mut Conn, res: &mut Resource
     loop {
         let (mut ctx, scratch) = res.ctx(drained);
         if let Some(q) = conn.output_mut() {
-            match q.write_to(sock, ctx.templates) {
+            match q.write_to(sock, ctx.templates, scratch) {
                 Ok(n) => {
                     if n > 0 {
                         progress.wrote = true;

@@ -46,7 +46,7 @@ fn raise_nofile_limit() -> Option<u64> {
 }
 
 /// Runs the server until a graceful shutdown completes.
-pub(crate) fn run(cfg: Config) -> io::Result<()> {
+pub(crate) fn run(mut cfg: Config) -> io::Result<()> {
     crate::shutdown::block_signals()
         .map_err(|e| io::Error::new(e.kind(), format!("cannot block signals: {e}")))?;
     let nofile = raise_nofile_limit();
@@ -71,6 +71,9 @@ pub(crate) fn run(cfg: Config) -> io::Result<()> {
         shutdown_timeout: cfg.shutdown_timeout,
     };
     let templates = Templates::new(&cfg.response, unix_now_coarse());
+    // The templates hold the body now (a long one once per process): free this copy.
+    let body_bytes = cfg.response.body.len();
+    cfg.response.body = Vec::new();
     let signal_fd = crate::shutdown::signal_fd()
         .map_err(|e| io::Error::new(e.kind(), format!("cannot create a signalfd: {e}")))?;
     let signal_raw = std::os::fd::AsRawFd::as_raw_fd(&signal_fd);
@@ -110,7 +113,7 @@ pub(crate) fn run(cfg: Config) -> io::Result<()> {
         cfg.write_timeout.as_millis(),
         cfg.shutdown_timeout.as_millis(),
         cfg.response.status,
-        cfg.response.body.len(),
+        body_bytes,
         cfg.statsd.as_ref().map_or("off".to_string(), |s| quote(&s.target)),
     );
     crate::log!(
