@@ -53,6 +53,23 @@ pub(crate) fn signal_fd() -> io::Result<std::os::fd::OwnedFd> {
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
+/// SIGTERM or SIGINT if one is pending for the process, else 0.
+fn pending_shutdown_signal() -> libc::c_int {
+    // SAFETY: a zeroed sigset_t is a valid argument for sigpending, which overwrites it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable sigset_t.
+    if unsafe { libc::sigpending(&mut set) } != 0 {
+        return 0;
+    }
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: `set` was initialised by sigpending.
+        if unsafe { libc::sigismember(&set, sig) } == 1 {
+            return sig;
+        }
+    }
+    0
+}
+
 fn signal_name(sig: libc::c_int) -> &'static str {
     match sig {
         libc::SIGTERM => "SIGTERM",
@@ -86,42 +103,27 @@ where
                 if unsafe { libc::poll(&mut pfd, 1, -1) } != 1 {
                     continue;
                 }
-                let first = on_first.take();
-                let was_first = first.is_some();
-                if let Some(f) = first {
-                    f();
+                // Which signal is pending, without taking it off the queue yet.
+                let sig = pending_shutdown_signal();
+                match on_first.take() {
+                    Some(f) => {
+                        crate::log!(Level::Info, "shutdown_started", "signal={}", signal_name(sig));
+                        f();
+                    }
+                    None => {
+                        crate::log!(Level::Warn, "shutdown_forced", "signal={}", signal_name(sig));
+                        std::process::exit(1);
+                    }
                 }
                 // SAFETY: an all-zero signalfd_siginfo is a valid value; read() fills it.
                 let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-                let size = std::mem::size_of::<libc::signalfd_siginfo>();
-                // SAFETY: `info` is writable for `size` bytes; `fd` is an open signalfd.
-                let got = unsafe {
+                // SAFETY: `info` is writable for its size; `fd` is an open signalfd.
+                unsafe {
                     libc::read(
                         fd.as_raw_fd(),
                         (&mut info as *mut libc::signalfd_siginfo).cast(),
-                        size,
-                    )
-                };
-                let sig = if got == size as isize {
-                    info.ssi_signo as libc::c_int
-                } else {
-                    0
-                };
-                if was_first {
-                    crate::log!(
-                        Level::Info,
-                        "shutdown_started",
-                        "signal={}",
-                        signal_name(sig)
+                        std::mem::size_of::<libc::signalfd_siginfo>(),
                     );
-                } else {
-                    crate::log!(
-                        Level::Warn,
-                        "shutdown_forced",
-                        "signal={}",
-                        signal_name(sig)
-                    );
-                    std::process::exit(1);
                 }
             }
         })

@@ -180,6 +180,7 @@ impl Worker {
                 && (self.shared.shutdown.load(Ordering::SeqCst)
                     || events.iter().any(|e| e.token() == SIGNAL))
             {
+                self.await_shutdown_flag();
                 self.begin_drain();
             }
             for event in events.iter() {
@@ -212,6 +213,17 @@ impl Worker {
                     return Ok(());
                 }
             }
+        }
+    }
+
+    /// A signal is pending: the signal thread, woken by the same signal, logs
+    /// `shutdown_started` and sets the flag within microseconds. Waiting for that
+    /// (at most 100 ms, once per process) keeps the log in order and makes sure the
+    /// line is written before the workers can finish and the process exits.
+    fn await_shutdown_flag(&self) {
+        let give_up = Instant::now() + Duration::from_millis(100);
+        while !self.shared.shutdown.load(Ordering::SeqCst) && Instant::now() < give_up {
+            std::thread::yield_now();
         }
     }
 
