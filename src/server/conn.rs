@@ -738,4 +738,14 @@ mod tests {
         assert_eq!(statuses(&out).len(), 1000);
         assert_eq!((state, held, snap.requests), (State::Head, 0, 1000));
     }
+
+    #[test]
+    fn an_idle_connection_is_small_and_holds_no_buffer() {
+        // What every open connection costs the worker, whatever the body size:
+        // the state, and two empty pointers (no input, no output).
+        assert!(std::mem::size_of::<Conn>() <= 80, "{}", std::mem::size_of::<Conn>());
+        let (out, state, held, _) = replay(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", &[], 8192);
+        assert!(!out.is_empty());
+        assert_eq!((state, held), (State::Head, 0));
+    }
 }
