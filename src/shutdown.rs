@@ -108,9 +108,19 @@ where
                     0
                 };
                 if was_first {
-                    crate::log!(Level::Info, "shutdown_started", "signal={}", signal_name(sig));
+                    crate::log!(
+                        Level::Info,
+                        "shutdown_started",
+                        "signal={}",
+                        signal_name(sig)
+                    );
                 } else {
-                    crate::log!(Level::Warn, "shutdown_forced", "signal={}", signal_name(sig));
+                    crate::log!(
+                        Level::Warn,
+                        "shutdown_forced",
+                        "signal={}",
+                        signal_name(sig)
+                    );
                     std::process::exit(1);
                 }
             }

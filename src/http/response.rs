@@ -230,6 +230,7 @@ fn content_rule(status: u16) -> Content {
 }
 
 /// Builds one response. `send_body` is false for an answer to HEAD (headers as for GET).
+#[allow(clippy::too_many_arguments)]
 fn build(
     status: u16,
     content_type: &str,
@@ -501,7 +502,11 @@ mod tests {
         let (_, head_body) = t.parts(RespId::configured(true, Persistence::Default));
         assert!(head_body.is_empty());
         let copy = t.clone();
-        assert_eq!(copy.parts(keep).1.as_ptr(), body.as_ptr(), "one copy of a long body");
+        assert_eq!(
+            copy.parts(keep).1.as_ptr(),
+            body.as_ptr(),
+            "one copy of a long body"
+        );
         assert_eq!(t.bytes(RespId::CONTINUE), b"HTTP/1.1 100 Continue\r\n\r\n");
         assert!(t.mutable_end(keep) <= MUTABLE_PREFIX_MAX && t.mutable_end(RespId::CONTINUE) == 0);
     }

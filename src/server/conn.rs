@@ -151,6 +151,15 @@ impl Pools {
         }
     }
 
+    /// Free buffers kept: (small inputs, big inputs, output queues).
+    pub(crate) fn free_counts(&self) -> (usize, usize, usize) {
+        (
+            self.small.free_count(),
+            self.big.free_count(),
+            self.queues.free_count(),
+        )
+    }
+
     fn take_input(&mut self, len: usize) -> Box<Input> {
         let (pool, size) = if len <= self.small_size {
             (&mut self.small, self.small_size)
@@ -249,6 +258,11 @@ impl Conn {
     /// Bytes of output not yet written.
     pub(crate) fn pending_output(&self) -> usize {
         self.output.as_ref().map_or(0, |q| q.pending())
+    }
+
+    /// Responses queued and not completely written.
+    pub(crate) fn queued(&self) -> usize {
+        self.output.as_ref().map_or(0, |q| q.len())
     }
 
     /// Bytes of input held (not yet answered or not yet a complete head).
@@ -433,7 +447,12 @@ impl Conn {
     /// Consumes `data` (received bytes, possibly several pipelined requests) from
     /// its start, where `parser` is positioned, queues the responses and returns
     /// how many bytes were used and why it stopped.
-    fn process(&mut self, data: &[u8], parser: &mut HeadParser, ctx: &mut Ctx<'_>) -> (usize, Stop) {
+    fn process(
+        &mut self,
+        data: &[u8],
+        parser: &mut HeadParser,
+        ctx: &mut Ctx<'_>,
+    ) -> (usize, Stop) {
         let (used, stop) = self.process_inner(data, parser, ctx);
         if let Some(left) = self.drain_left.as_mut() {
             *left = left.saturating_sub(used as u64);

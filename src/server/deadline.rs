@@ -72,7 +72,10 @@ pub(crate) fn next_timer(current: Option<TimerKind>, waiting: Waiting, p: Progre
     if current != Some(wanted) {
         // A brand-new connection has its header deadline from accept: its first
         // request must start before that, or it is closed without an answer.
-        if waiting == Waiting::Request && current == Some(TimerKind::Header) && p == Progress::default() {
+        if waiting == Waiting::Request
+            && current == Some(TimerKind::Header)
+            && p == Progress::default()
+        {
             return TimerChange::Keep;
         }
         return TimerChange::Start(wanted);
@@ -99,10 +102,7 @@ mod tests {
         wrote: false,
         boundaries: 0,
     };
-    const READ: Progress = Progress {
-        read: true,
-        ..NONE
-    };
+    const READ: Progress = Progress { read: true, ..NONE };
     const WROTE: Progress = Progress {
         wrote: true,
         ..NONE

@@ -14,7 +14,7 @@ use std::io::{self, Read, Write};
 
 /// Reads of the scratch buffer's size a lingering connection is given per event,
 /// so that one client flooding input cannot hold the worker.
-const LINGER_READS_PER_EVENT: usize = 16;
+pub(crate) const LINGER_READS_PER_EVENT: usize = 16;
 
 /// A connected stream socket.
 pub(crate) trait Socket: Read + Write {

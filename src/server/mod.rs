@@ -4,6 +4,7 @@ pub mod conn;
 mod deadline;
 mod drive;
 pub mod listener;
+pub(crate) mod model;
 mod output;
 mod pool;
 mod timer;

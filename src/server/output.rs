@@ -321,7 +321,10 @@ mod tests {
         }
         assert_eq!(q.len(), QUEUE_SLOTS - PER_REQUEST + 1);
         assert!(q.close_last(&t));
-        assert_eq!(q.last(), Some(RespId::configured(false, Persistence::Close)));
+        assert_eq!(
+            q.last(),
+            Some(RespId::configured(false, Persistence::Close))
+        );
         let mut one = OutQueue::boxed();
         one.push(keep, &t);
         let mut sock = Trickle {

@@ -31,7 +31,7 @@ const SIGNAL: Token = Token(2);
 const FIRST_CONN: usize = 3;
 
 /// Bytes read per `recv` when the connection holds no input.
-const READ_SIZE: usize = 32 * 1024;
+pub(crate) const READ_SIZE: usize = 32 * 1024;
 /// How long to wait for a client to close after the final response (lingering
 /// close). Bounded by time, never by a byte count, so that a client still sending
 /// cannot make the server close with unread input (a reset) before this.
