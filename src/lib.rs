@@ -101,4 +101,11 @@ pub mod testing {
             counters,
         }
     }
+
+    /// Runs the connection model on the scenario `bytes` describes: one connection
+    /// driven through the real drive loop on a simulated socket, checked after every
+    /// step. Panics on a violation.
+    pub fn model(bytes: &[u8]) {
+        crate::server::model::run_scenario(bytes);
+    }
 }

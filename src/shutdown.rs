@@ -107,11 +107,21 @@ where
                 let sig = pending_shutdown_signal();
                 match on_first.take() {
                     Some(f) => {
-                        crate::log!(Level::Info, "shutdown_started", "signal={}", signal_name(sig));
+                        crate::log!(
+                            Level::Info,
+                            "shutdown_started",
+                            "signal={}",
+                            signal_name(sig)
+                        );
                         f();
                     }
                     None => {
-                        crate::log!(Level::Warn, "shutdown_forced", "signal={}", signal_name(sig));
+                        crate::log!(
+                            Level::Warn,
+                            "shutdown_forced",
+                            "signal={}",
+                            signal_name(sig)
+                        );
                         std::process::exit(1);
                     }
                 }

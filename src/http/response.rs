@@ -387,8 +387,7 @@ impl Templates {
         self.all[usize::from(id.0)].status
     }
 
-    /// The whole response as one byte vector (tests; not for the request path).
-    #[cfg(test)]
+    /// The whole response as one byte vector (tests and the model; not for the request path).
     pub(crate) fn bytes(&self, id: RespId) -> Vec<u8> {
         let (head, body) = self.parts(id);
         [head, body].concat()

@@ -151,6 +151,15 @@ impl Pools {
         }
     }
 
+    /// Free buffers kept: (small inputs, big inputs, output queues).
+    pub(crate) fn free_counts(&self) -> (usize, usize, usize) {
+        (
+            self.small.free_count(),
+            self.big.free_count(),
+            self.queues.free_count(),
+        )
+    }
+
     fn take_input(&mut self, len: usize) -> Box<Input> {
         let (pool, size) = if len <= self.small_size {
             (&mut self.small, self.small_size)
@@ -249,6 +258,11 @@ impl Conn {
     /// Bytes of output not yet written.
     pub(crate) fn pending_output(&self) -> usize {
         self.output.as_ref().map_or(0, |q| q.pending())
+    }
+
+    /// Responses queued and not completely written.
+    pub(crate) fn queued(&self) -> usize {
+        self.output.as_ref().map_or(0, |q| q.len())
     }
 
     /// Bytes of input held (not yet answered or not yet a complete head).
@@ -424,7 +438,9 @@ impl Conn {
             State::Head
         } else {
             State::Closing {
-                linger: pos < len || !ctx.drained,
+                // A close the server decides on while draining always lingers: the
+                // client may have pipelined more before it reads the close.
+                linger: pos < len || !ctx.drained || last,
             }
         };
         keep
@@ -568,9 +584,9 @@ impl Conn {
         match self.output.as_deref_mut() {
             None => true,
             Some(q) => {
-                // A client that was not told the connection closes may send more.
-                let told = q.close_last(ctx.templates);
-                self.state = State::Closing { linger: !told };
+                // Linger: the client may have pipelined more before it reads the close.
+                q.close_last(ctx.templates);
+                self.state = State::Closing { linger: true };
                 false
             }
         }
@@ -743,7 +759,11 @@ mod tests {
     fn an_idle_connection_is_small_and_holds_no_buffer() {
         // What every open connection costs the worker, whatever the body size:
         // the state, and two empty pointers (no input, no output).
-        assert!(std::mem::size_of::<Conn>() <= 80, "{}", std::mem::size_of::<Conn>());
+        assert!(
+            std::mem::size_of::<Conn>() <= 80,
+            "{}",
+            std::mem::size_of::<Conn>()
+        );
         let (out, state, held, _) = replay(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", &[], 8192);
         assert!(!out.is_empty());
         assert_eq!((state, held), (State::Head, 0));

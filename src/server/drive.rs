@@ -12,9 +12,10 @@ use crate::http::Templates;
 use crate::metrics::{bump, WorkerCounters};
 use std::io::{self, Read, Write};
 
-/// Reads of the scratch buffer's size a lingering connection is given per event,
-/// so that one client flooding input cannot hold the worker.
-const LINGER_READS_PER_EVENT: usize = 16;
+/// Reads one [`drive`] (or one round of lingering) makes before it lets the
+/// worker's other connections have their turn, so that one client flooding input
+/// cannot hold the worker. The connection is then driven again in the same loop.
+pub(crate) const READS_PER_TURN: usize = 16;
 
 /// A connected stream socket.
 pub(crate) trait Socket: Read + Write {
@@ -68,18 +69,33 @@ pub(crate) enum Outcome {
     /// The connection waits for its client (to send, or to read); set its timer
     /// from this progress.
     Waiting(Progress),
-    /// The final response is written and FIN sent: the connection lingers now.
-    StartedLinger,
-    /// Still lingering.
-    Lingering,
+    /// It used its turn with input still in the socket: set its timer, and drive
+    /// it again after the other ready connections (edge-triggered readiness will
+    /// not report that input again).
+    Busy(Progress),
+    /// The final response is written and FIN sent: the connection lingers now;
+    /// `busy` as above.
+    StartedLinger { busy: bool },
+    /// Still lingering; `busy` as above.
+    Lingering { busy: bool },
     /// Close the connection.
     Close,
 }
 
 /// Moves `conn` forward as far as `sock` allows: write, answer, read, repeat.
-pub(crate) fn drive<S: Socket>(sock: &mut S, conn: &mut Conn, res: &mut Resources) -> Outcome {
+///
+/// `read_closed` says the client's FIN has arrived (epoll's `EPOLLRDHUP`): a read
+/// shorter than the buffer then does not mean the socket is drained, since the EOF
+/// behind it would not be reported again.
+pub(crate) fn drive<S: Socket>(
+    sock: &mut S,
+    conn: &mut Conn,
+    res: &mut Resources,
+    read_closed: bool,
+) -> Outcome {
     let mut progress = Progress::default();
     let mut drained = false;
+    let mut reads = 0;
     loop {
         let (mut ctx, scratch) = res.ctx(drained);
         if let Some(q) = conn.output_mut() {
@@ -107,13 +123,17 @@ pub(crate) fn drive<S: Socket>(sock: &mut S, conn: &mut Conn, res: &mut Resource
                 // reset, and a reset can destroy the response before the client has read it.
                 let _ = sock.shutdown_write();
                 conn.start_linger();
-                return match discard_input(sock, scratch) {
-                    Outcome::Lingering => Outcome::StartedLinger,
+                return match discard_input(sock, scratch, read_closed) {
+                    Outcome::Lingering { busy } => Outcome::StartedLinger { busy },
                     other => other,
                 };
             }
-            Step::Discard => return discard_input(sock, scratch),
+            Step::Discard => return discard_input(sock, scratch, read_closed),
         }
+        if reads == READS_PER_TURN {
+            return Outcome::Busy(progress);
+        }
+        reads += 1;
         let buf = conn.read_buf(scratch);
         let requested = buf.len();
         match sock.read(buf) {
@@ -123,7 +143,7 @@ pub(crate) fn drive<S: Socket>(sock: &mut S, conn: &mut Conn, res: &mut Resource
                 conn.on_eof(&mut ctx);
             }
             Ok(n) => {
-                drained = n < requested;
+                drained = n < requested && !read_closed;
                 ctx.drained = drained;
                 progress.read = true;
                 conn.on_read(n, scratch, &mut ctx);
@@ -137,16 +157,24 @@ pub(crate) fn drive<S: Socket>(sock: &mut S, conn: &mut Conn, res: &mut Resource
 }
 
 /// Lingering: reads and drops input until EOF (then close) or the socket is empty.
-pub(crate) fn discard_input<S: Read>(sock: &mut S, scratch: &mut [u8]) -> Outcome {
-    for _ in 0..LINGER_READS_PER_EVENT {
+pub(crate) fn discard_input<S: Read>(
+    sock: &mut S,
+    scratch: &mut [u8],
+    read_closed: bool,
+) -> Outcome {
+    for _ in 0..READS_PER_TURN {
         match sock.read(scratch) {
             Ok(0) => return Outcome::Close,
-            Ok(n) if n < scratch.len() => return Outcome::Lingering,
+            Ok(n) if n < scratch.len() && !read_closed => {
+                return Outcome::Lingering { busy: false }
+            }
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Lingering,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Outcome::Lingering { busy: false }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return Outcome::Close,
         }
     }
-    Outcome::Lingering
+    Outcome::Lingering { busy: true }
 }

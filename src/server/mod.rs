@@ -4,6 +4,7 @@ pub(crate) mod conn;
 mod deadline;
 mod drive;
 pub(crate) mod listener;
+pub(crate) mod model;
 mod output;
 mod pool;
 mod timer;

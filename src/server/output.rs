@@ -132,7 +132,12 @@ impl OutQueue {
     /// short pieces (pipelined small answers) are copied into `stage` and become one
     /// piece: copying a few hundred bytes costs less than the kernel's walk over as
     /// many small buffers. A lone piece is never copied.
-    fn gather<'a>(&'a self, t: &'a Templates, stage: &mut [u8], out: &mut [Piece<'a>; IOV_BATCH]) -> usize {
+    fn gather<'a>(
+        &'a self,
+        t: &'a Templates,
+        stage: &mut [u8],
+        out: &mut [Piece<'a>; IOV_BATCH],
+    ) -> usize {
         let mut n: usize = 0;
         let mut staged = 0;
         let single = self.len == 1;

@@ -38,7 +38,6 @@ impl<T> Pool<T> {
     }
 
     /// Values currently kept for reuse.
-    #[cfg(test)]
     pub(crate) fn free_count(&self) -> usize {
         self.free.len()
     }

@@ -31,7 +31,7 @@ const SIGNAL: Token = Token(2);
 const FIRST_CONN: usize = 3;
 
 /// Bytes read per `recv` when the connection holds no input.
-const READ_SIZE: usize = 32 * 1024;
+pub(crate) const READ_SIZE: usize = 32 * 1024;
 /// How long to wait for a client to close after the final response (lingering
 /// close). Bounded by time, never by a byte count, so that a client still sending
 /// cannot make the server close with unread input (a reset) before this.
@@ -81,6 +81,9 @@ pub(crate) struct Worker {
     settings: Settings,
     start: Instant,
     now: u64,
+    /// Connections to drive again this loop (see [`Outcome::Busy`]), with their
+    /// event's `read_closed`.
+    busy: Vec<(usize, bool)>,
     accept_retry_at: Option<u64>,
     drain_deadline: Option<u64>,
     last_accept_warning: Option<u64>,
@@ -151,6 +154,7 @@ impl Worker {
             settings,
             start: Instant::now(),
             now: 0,
+            busy: Vec::new(),
             accept_retry_at: None,
             drain_deadline: None,
             last_accept_warning: None,
@@ -187,9 +191,10 @@ impl Worker {
                 match event.token() {
                     LISTENER => self.accept_all(),
                     WAKER | SIGNAL => {}
-                    Token(t) => self.drive(t - FIRST_CONN),
+                    Token(t) => self.drive(t - FIRST_CONN, event.is_read_closed()),
                 }
             }
+            self.drive_busy();
             self.expire_timers();
             if self.accept_retry_at.is_some_and(|t| t <= self.now) {
                 self.accept_all();
@@ -228,6 +233,9 @@ impl Worker {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
+        if !self.busy.is_empty() {
+            return Some(Duration::ZERO);
+        }
         let next = [
             self.timers.next_deadline(),
             self.accept_retry_at,
@@ -313,7 +321,7 @@ impl Worker {
         // Clients usually send their request right after connecting: read it now. A
         // request that closes the connection is then answered and closed without the
         // connection ever being added to epoll.
-        self.drive(idx);
+        self.drive(idx, false);
         let Some(slot) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
@@ -361,16 +369,41 @@ impl Worker {
     // ----- serving -----
 
     /// Moves connection `idx` forward as far as its socket allows, then sets its
-    /// timer or closes it.
-    fn drive(&mut self, idx: usize) {
+    /// timer or closes it. `read_closed`: the event said the client's FIN arrived.
+    fn drive(&mut self, idx: usize, read_closed: bool) {
         let Some(slot) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
-        match drive(&mut slot.stream, &mut slot.conn, &mut self.res) {
+        match drive(&mut slot.stream, &mut slot.conn, &mut self.res, read_closed) {
             Outcome::Waiting(progress) => self.update_timer(idx, progress),
-            Outcome::StartedLinger => self.timers.arm(idx, TimerKind::Linger, self.now),
-            Outcome::Lingering => {}
+            Outcome::Busy(progress) => {
+                self.update_timer(idx, progress);
+                self.busy.push((idx, read_closed));
+            }
+            Outcome::StartedLinger { busy } => {
+                self.timers.arm(idx, TimerKind::Linger, self.now);
+                if busy {
+                    self.busy.push((idx, read_closed));
+                }
+            }
+            Outcome::Lingering { busy } => {
+                if busy {
+                    self.busy.push((idx, read_closed));
+                }
+            }
             Outcome::Close => self.release(idx),
+        }
+    }
+
+    /// Connections that used their turn with input left get another, once per loop.
+    fn drive_busy(&mut self) {
+        let mut turn = std::mem::take(&mut self.busy);
+        for &(idx, read_closed) in &turn {
+            self.drive(idx, read_closed);
+        }
+        turn.clear();
+        if self.busy.is_empty() {
+            self.busy = turn; // keep the allocation
         }
     }
 
@@ -395,7 +428,7 @@ impl Worker {
             if slot.conn.on_timeout(waited, &mut ctx) {
                 self.release(idx);
             } else {
-                self.drive(idx);
+                self.drive(idx, false);
             }
         }
     }
@@ -414,7 +447,7 @@ impl Worker {
         self.accept_retry_at = None;
         for idx in 0..self.slots.len() {
             if self.slots[idx].is_some() && !self.drain_one(idx) {
-                self.drive(idx);
+                self.drive(idx, false);
             }
         }
         crate::log!(
