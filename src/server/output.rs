@@ -19,8 +19,8 @@ use std::io::{self, IoSlice, Write};
 pub(crate) const QUEUE_SLOTS: usize = 64;
 /// A connection stops answering new requests while this many bytes are unsent.
 pub(crate) const OUTPUT_CAP: usize = 64 * 1024;
-/// Buffers handed to one `writev`.
-const IOV_BATCH: usize = 64;
+/// Buffers handed to one `writev` (runs of small answers are staged into one).
+const IOV_BATCH: usize = 16;
 /// Every request may queue up to this many responses: `100 Continue`, then its answer.
 const PER_REQUEST: usize = 2;
 /// Pieces up to this long are copied together into one buffer before a write.
@@ -225,6 +225,29 @@ impl OutQueue {
         t: &Templates,
         stage: &mut [u8],
     ) -> io::Result<usize> {
+        if self.len == 1 && self.frozen_len == 0 {
+            // The common case, one answer per read: no gathering.
+            let (head, body) = t.parts(self.ids[self.front]);
+            loop {
+                let res = if self.sent < head.len() && !body.is_empty() {
+                    w.write_vectored(&[IoSlice::new(&head[self.sent..]), IoSlice::new(body)])
+                } else if self.sent < head.len() {
+                    w.write(&head[self.sent..])
+                } else {
+                    w.write(&body[self.sent - head.len()..])
+                };
+                return match res {
+                    Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => {
+                        self.advance(n, t);
+                        Ok(n)
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => Err(e),
+                };
+            }
+        }
         let mut total = 0;
         while self.len > 0 {
             let mut pieces = [Piece::Direct(&[]); IOV_BATCH];
