@@ -627,23 +627,23 @@ pub(crate) fn replay(
     let mut start = 0;
     let mut ends: Vec<usize> = cuts.to_vec();
     ends.push(data.len());
+    let mut ctx = Ctx {
+        templates: &templates,
+        counters: &counters[0],
+        pools: &mut pools,
+        max_head,
+        drained: true,
+        boundaries: 0,
+    };
     let mut i = 0;
-    while i < ends.len() {
-        let end = ends[i].clamp(start, data.len());
-        let mut ctx = Ctx {
-            templates: &templates,
-            counters: &counters[0],
-            pools: &mut pools,
-            max_head,
-            drained: true,
-            boundaries: 0,
-        };
+    loop {
         while conn.answer_held(&mut ctx) {
             write_all_out(&mut conn, &mut out, &mut ctx);
         }
-        if conn.next_step() != Step::Read {
+        if i == ends.len() || conn.next_step() != Step::Read {
             break;
         }
+        let end = ends[i].clamp(start, data.len());
         let buf = conn.read_buf(&mut scratch);
         let n = (end - start).min(buf.len());
         if n == 0 {
@@ -659,17 +659,6 @@ pub(crate) fn replay(
         if start == end {
             i += 1;
         }
-    }
-    let mut ctx = Ctx {
-        templates: &templates,
-        counters: &counters[0],
-        pools: &mut pools,
-        max_head,
-        drained: true,
-        boundaries: 0,
-    };
-    while conn.answer_held(&mut ctx) {
-        write_all_out(&mut conn, &mut out, &mut ctx);
     }
     let held = conn.held_input();
     let state = conn.state();
