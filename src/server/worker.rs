@@ -378,20 +378,27 @@ impl Worker {
             Outcome::Waiting(progress) => self.update_timer(idx, progress),
             Outcome::Busy(progress) => {
                 self.update_timer(idx, progress);
-                self.busy.push((idx, read_closed));
+                self.mark_busy(idx, read_closed);
             }
             Outcome::StartedLinger { busy } => {
                 self.timers.arm(idx, TimerKind::Linger, self.now);
                 if busy {
-                    self.busy.push((idx, read_closed));
+                    self.mark_busy(idx, read_closed);
                 }
             }
             Outcome::Lingering { busy } => {
                 if busy {
-                    self.busy.push((idx, read_closed));
+                    self.mark_busy(idx, read_closed);
                 }
             }
             Outcome::Close => self.release(idx),
+        }
+    }
+
+    /// Queues `idx` for another turn this loop, once.
+    fn mark_busy(&mut self, idx: usize, read_closed: bool) {
+        if !self.busy.iter().any(|&(i, _)| i == idx) {
+            self.busy.push((idx, read_closed));
         }
     }
 
