@@ -78,6 +78,30 @@ pub mod testing {
     };
     pub use crate::metrics::Snapshot;
 
+    /// xorshift64*: a small, fast, deterministic generator for the seeded tests.
+    pub struct Rng(pub u64);
+
+    impl Rng {
+        /// The next 64 random bits.
+        #[allow(clippy::should_implement_trait)]
+        pub fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        /// A number below `n` (0 when `n` is 0).
+        pub fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+
+        /// One of `items`.
+        pub fn pick<'a>(&mut self, items: &[&'a [u8]]) -> &'a [u8] {
+            items[self.below(items.len())]
+        }
+    }
+
     /// The outcome of feeding a byte stream to one connection's state machine.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct Replay {

@@ -177,13 +177,7 @@ fn d4_sigterm_answers_connections_waiting_in_the_accept_queue() {
             "client {i} after its response"
         );
     }
-    let status = s.wait_exit(Duration::from_secs(6));
-    assert_eq!(
-        status.and_then(|st| st.code()),
-        Some(0),
-        "exit status {status:?}; log:\n{}",
-        s.log_text()
-    );
+    s.assert_exits_cleanly(Duration::from_secs(6));
 }
 
 /// The header timeout is per request head: a keep-alive client whose reads each end
@@ -377,13 +371,7 @@ fn d7_shutdown_loses_nothing_already_answered() {
     drop(c);
     writer.join().unwrap();
     let left = Duration::from_secs(20).saturating_sub(term.elapsed());
-    let status = s.wait_exit(left.min(Duration::from_secs(10)));
-    assert_eq!(
-        status.and_then(|st| st.code()),
-        Some(0),
-        "exit status {status:?}; log:\n{}",
-        s.log_text()
-    );
+    s.assert_exits_cleanly(left.min(Duration::from_secs(10)));
 }
 
 /// Bytes sent after the request that closes the connection are read and discarded

@@ -317,10 +317,7 @@ fn busy_keep_alive_clients_lose_no_response_at_sigterm() {
         assert!(answered > 0);
         assert!(clean, "a client lost a response after {answered} answers");
     }
-    assert_eq!(
-        s.wait_exit(Duration::from_secs(6)).and_then(|st| st.code()),
-        Some(0)
-    );
+    s.assert_exits_cleanly(Duration::from_secs(6));
 }
 
 #[test]

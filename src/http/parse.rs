@@ -1629,20 +1629,7 @@ mod tests {
         }
     }
 
-    /// xorshift64*: small, fast, deterministic.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-    }
+    use crate::testing::Rng;
 
     const REQUEST_LINES: &[&[u8]] = &[
         b"GET / HTTP/1.1\r\n",

@@ -1616,17 +1616,7 @@ impl<'a> Model<'a> {
 mod tests {
     use super::*;
 
-    /// xorshift64*: small, fast, deterministic.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-    }
+    use crate::testing::Rng;
 
     // Building scenarios by hand: the config byte, the client's segments, the events.
 

@@ -142,6 +142,18 @@ impl Server {
         None
     }
 
+    /// Waits up to `limit` for the process to exit and asserts it exited with status 0
+    /// (the log is shown when it did not).
+    pub fn assert_exits_cleanly(&mut self, limit: Duration) {
+        let status = self.wait_exit(limit);
+        assert_eq!(
+            status.and_then(|st| st.code()),
+            Some(0),
+            "exit status {status:?}; log:\n{}",
+            self.log_text()
+        );
+    }
+
     /// Sends SIGTERM, then waits up to `limit` for the exit; panics with the log if
     /// the process is still running after that.
     pub fn stop(&mut self, limit: Duration) -> ExitStatus {
