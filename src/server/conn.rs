@@ -102,10 +102,9 @@ pub(crate) struct Input {
     end: usize,
     /// Parse state of the head that starts at `start`.
     parser: HeadParser,
-    /// `buf[start..end]` holds complete requests not answered yet for lack of room.
+    /// `buf[start..end]` holds complete requests not answered yet for lack of room
+    /// (nothing more is read until they are answered).
     unanswered: bool,
-    /// The client sent EOF after these bytes.
-    eof: bool,
 }
 
 impl Input {
@@ -116,7 +115,6 @@ impl Input {
             end: 0,
             parser: HeadParser::new(),
             unanswered: false,
-            eof: false,
         })
     }
 
@@ -171,7 +169,6 @@ impl Pools {
         input.end = 0;
         input.parser = HeadParser::new();
         input.unanswered = false;
-        input.eof = false;
         input
     }
 
@@ -299,7 +296,7 @@ impl Conn {
             State::Closing { linger: false } => Step::Close,
             State::Head | State::Body { .. } => {
                 // Held requests are answered (`answer_held`) before anything more is read.
-                let blocked = self.input.as_ref().is_some_and(|i| i.unanswered || i.eof);
+                let blocked = self.input.as_ref().is_some_and(|i| i.unanswered);
                 if self.has_room() && !blocked {
                     Step::Read
                 } else {
@@ -372,18 +369,15 @@ impl Conn {
         true
     }
 
-    /// The client closed its sending side: answer what is complete, then close.
+    /// The client closed its sending side: close once what is owed is written. EOF is
+    /// only read when no answered-later requests are held (see [`next_step`](Self::next_step)),
+    /// so what input is held is an incomplete request, never answered.
     pub(crate) fn on_eof(&mut self, ctx: &mut Ctx<'_>) {
-        match self.input.as_deref_mut() {
-            Some(input) if input.unanswered => input.eof = true,
-            _ => {
-                if let Some(input) = self.input.take() {
-                    ctx.pools.give_input(input); // an incomplete request: never answered
-                }
-                if !matches!(self.state, State::Closing { .. } | State::Lingering) {
-                    self.state = State::Closing { linger: false };
-                }
-            }
+        if let Some(input) = self.input.take() {
+            ctx.pools.give_input(input);
+        }
+        if !matches!(self.state, State::Closing { .. } | State::Lingering) {
+            self.state = State::Closing { linger: false };
         }
     }
 
@@ -393,11 +387,7 @@ impl Conn {
         let (used, stop) = self.process(&input.buf[start..end], &mut input.parser, ctx);
         input.start += used;
         input.unanswered = stop == Stop::OutputFull;
-        let exhausted = stop == Stop::NeedInput && input.eof;
-        if stop == Stop::Closed || exhausted || (input.held() == 0 && !input.eof) {
-            if exhausted && !matches!(self.state, State::Closing { .. }) {
-                self.state = State::Closing { linger: false };
-            }
+        if stop == Stop::Closed || input.held() == 0 {
             ctx.pools.give_input(input);
             return;
         }
