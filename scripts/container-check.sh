@@ -3,23 +3,31 @@
 #
 #   scripts/container-check.sh
 #
-# 1. lints the Dockerfile with hadolint and checks what .dockerignore lets into the build context;
+# 1. lints the Dockerfile with hadolint, checks its stage layout (the default, last stage builds
+#    from source; `prebuilt` never depends on the rust builder) and what .dockerignore lets into
+#    the build context;
 # 2. builds the four static musl binaries with scripts/build-target.sh (or takes them from
 #    VRYPT_PREBUILT_DIR/<triple>/vrypt-server);
 # 3. builds the four single-arch images through the Dockerfile's prebuilt path
-#    (--build-arg BINARY=prebuilt), exactly as the release workflow does;
-# 4. for each image: runs it with a published port (foreign CPUs through qemu binfmt), checks the
-#    HTTP answer, that the process runs as uid/gid 65532, that the image's HEALTHCHECK passes (and
-#    fails against a closed port), and that `podman stop` returns within 2 s with exit code 0;
+#    (--target prebuilt), exactly as the release workflow does;
+# 4. for each image (foreign CPUs through qemu binfmt):
+#    - defaults: the main port answers 200, the admin port (9901) /healthz 200, the process runs
+#      as uid/gid 65532, the image's HEALTHCHECK passes (and fails against a closed port), and
+#      `podman stop` returns within 2 s with exit code 0;
+#    - `--status 404` as a flag and VRYPT_STATUS=503 in the environment: the main port answers
+#      404 / 503, admin /healthz 200, and `podman healthcheck run` reports healthy;
+#    - on amd64 only, what the health check follows: a moved admin port, and with the admin
+#      listener off the main port or the health path (and unhealthy for a 404 without either);
 # 5. makes a multi-arch manifest list and exports it as an OCI archive, checking its platforms;
 # 6. prints image sizes and fails if the amd64 image is 1 MiB or larger.
+# The from-source default stage is built and run by scripts/compose-check.sh (`docker compose
+# build`, against a local stand-in for the rust image).
 #
 # Environment:
 #   VRYPT_PREBUILT_DIR   directory holding <triple>/vrypt-server; skips the builds
 #   VRYPT_CHECK_OUT      where the OCI archive goes (default target/container-check)
 #   VRYPT_KEEP_IMAGES=1  keep the localhost/vrypt-server:check-* images afterwards
-# Needs root (rootful Podman) on Debian 12; installs what is missing. Runtime on 2 cores: 77 s
-# from an empty target directory, 45 s when only the crate changed.
+# Needs root (rootful Podman) on Debian 12; installs what is missing. Runtime on 2 cores: RUNTIME
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -27,6 +35,8 @@ repo=$PWD
 
 # shellcheck source=scripts/podman-setup.sh
 source scripts/podman-setup.sh
+# shellcheck source=scripts/lib/check.sh
+source scripts/lib/check.sh
 # shellcheck source=scripts/lib/container-http.sh
 source scripts/lib/container-http.sh
 # shellcheck source=scripts/lib/install.sh
@@ -43,12 +53,6 @@ PLATFORMS=(
   "linux/arm/v7 armv7 armv7-unknown-linux-musleabihf"
 )
 
-failures=0
-pass() { echo "PASS: $*"; }
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-info() { echo "----- $*"; }
-
-started=$(date +%s)
 work=$(mktemp -d /tmp/vrypt-container-check.XXXXXX)
 out=${VRYPT_CHECK_OUT:-$repo/target/container-check}
 mkdir -p "$out"
@@ -84,16 +88,23 @@ if ! hadolint --version 2>/dev/null | grep -q " $HADOLINT_VERSION"; then
   hash -r
 fi
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-
 # ---- 1. lint and build context -----------------------------------------------------------------
 info "hadolint $(hadolint --version | awk '{print $NF}')"
 if hadolint Dockerfile; then pass "hadolint Dockerfile: no findings"; else fail "hadolint Dockerfile"; fi
 
-# What `docker build .` would send for BINARY=source: copy the real context through .dockerignore
+# Stage layout: `docker build .` (no --target) builds the last stage, which must be the
+# from-source one; `--target prebuilt` must not need the rust builder, and no FROM names its
+# base through a variable (Buildah would try to pull it, e.g. docker.io/library/source).
+layout=$(awk 'toupper($1) == "FROM" { from = $0; sub(/^[^ ]+ +(--platform=[^ ]+ +)?/, "", from);
+  split(from, w, / +/); printf "%s<%s ", w[3], w[1] }' Dockerfile)
+want_layout="runtime<scratch prebuilt<runtime build<docker.io/library/rust:\${RUST_VERSION}-slim-bookworm source<runtime "
+if [ "$layout" = "$want_layout" ] && grep -q '^COPY --from=build /vrypt-server /vrypt-server$' Dockerfile; then
+  pass "Dockerfile stages (name<base): ${layout% }; the default (last) stage copies from the builder"
+else
+  fail "Dockerfile stages: got '${layout% }', want '${want_layout% }' and source copying from build"
+fi
+
+# What `docker build .` would send for the default (source) stage: copy the real context through .dockerignore
 # into a scratch image and list it.
 info "build context through .dockerignore"
 printf 'FROM scratch\nCOPY . /ctx/\n' >"$work/Context.Dockerfile"
@@ -113,8 +124,8 @@ if podman build -q --layers=false -f "$work/Context.Dockerfile" -t "$image:check
 else
   fail "build context image"
 fi
-echo "INFO: the from-source builder stage (BINARY=source) needs the rust base image, which cannot be"
-echo "INFO: pulled on this offline machine; .github/workflows/docker.yml builds it on GitHub."
+echo "INFO: the default from-source stage is built here by scripts/compose-check.sh (docker compose"
+echo "INFO: build, on a local rust stand-in); .github/workflows/docker.yml builds all four on GitHub."
 
 # ---- 2. binaries -------------------------------------------------------------------------------
 ctx=$work/ctx
@@ -145,6 +156,56 @@ done
 # ---- 3 + 4. build and run each image -----------------------------------------------------------
 version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
 declare -A img_size result stop_ms
+
+# run_container NAME PODMAN-RUN-ARGS...: `podman run -d`, removed again by cleanup at the latest.
+run_container() {
+  local name=$1
+  shift
+  containers+=("$name")
+  if ! podman run -d --name "$name" "$@" >/dev/null 2>"$work/run.err"; then
+    fail "podman run $name: $(cat "$work/run.err")"
+    return 1
+  fi
+}
+# (stderr: Podman without systemd complains that it cannot remove a health check timer.)
+remove_container() { podman rm -f -t 2 "$1" >/dev/null 2>>"$work/podman.err"; }
+listening() { podman logs "$1" 2>&1 | grep -q 'event=listening'; }
+# healthy NAME: the image's HEALTHCHECK passes within 10 s (the server may still be starting).
+healthy() { wait_until 10 0.2 podman healthcheck run "$1" >/dev/null 2>&1; }
+
+# status_case LABEL CODE PODMAN-RUN-ARGS...: a container configured to answer CODE: the main
+# port answers CODE, admin /healthz 200 "ok", and the image's HEALTHCHECK reports healthy.
+status_case() {
+  local label=$1 code=$2 name=vrypt-check-$arch-$2-$$ port aport
+  shift 2
+  read -r port aport <<<"$(free_port 2)"
+  run_container "$name" -p "127.0.0.1:$port:8080" -p "127.0.0.1:$aport:9901" "$@" || return 0
+  check_container_http "$label" "http://127.0.0.1:$port/" "$name" 20 "$code"
+  check_http "$label: admin" "http://127.0.0.1:$aport/healthz" 200 ok
+  if healthy "$name"; then
+    pass "$label: podman healthcheck run -> healthy"
+  else
+    fail "$label: podman healthcheck run -> unhealthy"
+  fi
+  remove_container "$name"
+}
+
+# health_follows LABEL healthy|unhealthy PODMAN-RUN-ARGS...: what the image's HEALTHCHECK says
+# for that configuration (an unhealthy verdict is taken once the server listens).
+health_follows() {
+  local label=$1 want=$2 name=vrypt-check-follow-$$ got=unhealthy
+  shift 2
+  run_container "$name" "$@" || return 0
+  if [ "$want" = healthy ]; then
+    if healthy "$name"; then got=healthy; fi
+  else
+    wait_until 10 0.1 listening "$name" || true
+    if podman healthcheck run "$name" >/dev/null 2>&1; then got=healthy; fi
+  fi
+  expect "$got" "$want" "$label: image health check"
+  remove_container "$name"
+}
+
 for p in "${PLATFORMS[@]}"; do
   read -r platform arch triple <<<"$p"
   tag=$image:check-$arch
@@ -156,31 +217,33 @@ for p in "${PLATFORMS[@]}"; do
   novariant=()
   [[ "$platform" == */*/* ]] || novariant=(--build-arg TARGETVARIANT=)
   if ! podman build -q --layers=false --format docker --platform "$platform" "${novariant[@]}" \
-    --build-arg BINARY=prebuilt --build-arg VERSION="$version" -t "$tag" "$ctx" >/dev/null; then
-    fail "$platform: podman build"
+    --target prebuilt --build-arg VERSION="$version" -t "$tag" "$ctx" >/dev/null; then
+    fail "$platform: podman build --target prebuilt"
     continue
   fi
   img_size[$arch]=$(podman image inspect --format '{{.Size}}' "$tag")
-  pass "$platform: image built, ${img_size[$arch]} bytes"
+  pass "$platform: image built (--target prebuilt), ${img_size[$arch]} bytes"
   before=$failures
 
-  cfg_user=$(podman image inspect --format '{{.Config.User}}' "$tag")
+  cfg=$(podman image inspect --format '{{.Config.User}} {{range .Config.Env}}{{.}} {{end}}{{range $p, $_ := .Config.ExposedPorts}}{{$p}} {{end}}' "$tag")
+  expect "$(printf '%s\n' "$cfg" | tr ' ' '\n' | grep -E '^(65532:65532|VRYPT_ADMIN_LISTEN=.*|[0-9]+/tcp)$' | sort | tr '\n' ' ')" \
+    "65532:65532 8080/tcp 9901/tcp VRYPT_ADMIN_LISTEN=[::]:9901 " "$platform: image USER, admin ENV, EXPOSE"
   hc=$(podman image inspect --format '{{json .HealthCheck}}' "$tag" 2>/dev/null || true)
-  if [ "$cfg_user" = 65532:65532 ]; then pass "$platform: image USER $cfg_user"; else fail "$platform: image USER '$cfg_user'"; fi
   if [[ "$hc" == *'/vrypt-server'*healthcheck* ]]; then
     pass "$platform: image HEALTHCHECK $hc"
   else
     fail "$platform: image HEALTHCHECK missing ($hc)"
   fi
 
-  port=$(free_port)
+  # Defaults: 200 on the main port, the admin port, uid, health, and a fast clean stop.
+  read -r port aport <<<"$(free_port 2)"
   name=vrypt-check-$arch-$$
-  containers+=("$name")
-  podman run -d --name "$name" -p "127.0.0.1:$port:8080" "$tag" >/dev/null 2>"$work/run.err" ||
-    { fail "$platform: podman run: $(cat "$work/run.err")"; continue; }
-
+  if ! run_container "$name" -p "127.0.0.1:$port:8080" -p "127.0.0.1:$aport:9901" "$tag"; then
+    continue
+  fi
   # Bounded wait (20 s: foreign CPUs start under qemu) for the first answer.
-  check_container_http "$platform" "http://127.0.0.1:$port/check?x=1" "$name" 200
+  check_container_http "$platform" "http://127.0.0.1:$port/check?x=1" "$name" 20
+  check_http "$platform: admin" "http://127.0.0.1:$aport/healthz" 200 ok
 
   # The process itself, seen from the host (rootful, no user namespace: ids are the same).
   pid=$(podman inspect --format '{{.State.Pid}}' "$name")
@@ -191,7 +254,7 @@ for p in "${PLATFORMS[@]}"; do
     fail "$platform: process uid:gid '$ids'"
   fi
 
-  if podman healthcheck run "$name" >/dev/null 2>&1; then
+  if healthy "$name"; then
     pass "$platform: podman healthcheck run -> healthy"
   else
     fail "$platform: podman healthcheck run -> unhealthy"
@@ -203,7 +266,6 @@ for p in "${PLATFORMS[@]}"; do
   fi
 
   t0=$(now_ms)
-  # (stderr: Podman without systemd complains that it cannot remove a health check timer.)
   podman stop -t 10 "$name" >/dev/null 2>>"$work/podman.err"
   stop_ms[$arch]=$(($(now_ms) - t0))
   code=$(podman inspect --format '{{.State.ExitCode}}' "$name")
@@ -214,22 +276,21 @@ for p in "${PLATFORMS[@]}"; do
   fi
   podman rm "$name" >/dev/null 2>>"$work/podman.err"
 
-  # The health check follows a port moved through the environment (once, on the native CPU).
+  # The 404 default backend and the 503 maintenance page: healthy all the same, whether the
+  # status comes as a flag or through the environment.
+  status_case "$platform --status 404" 404 "$tag" --status 404
+  status_case "$platform VRYPT_STATUS=503" 503 -e VRYPT_STATUS=503 "$tag"
+
+  # What the health check follows (once, on the native CPU).
   if [ "$arch" = amd64 ]; then
-    name=vrypt-check-port-$$
-    containers+=("$name")
-    podman run -d --name "$name" -e VRYPT_PORT=9000 "$tag" >/dev/null 2>>"$work/podman.err"
-    healthy=""
-    for _ in $(seq 1 20); do
-      if podman healthcheck run "$name" >/dev/null 2>&1; then healthy=1; break; fi
-      sleep 0.1
-    done
-    if [ -n "$healthy" ]; then
-      pass "$platform: with VRYPT_PORT=9000 the image's health check follows the port"
-    else
-      fail "$platform: with VRYPT_PORT=9000 the health check stays unhealthy"
-    fi
-    podman rm -f -t 2 "$name" >/dev/null 2>>"$work/podman.err"
+    health_follows "$platform VRYPT_ADMIN_LISTEN=127.0.0.1:9911 --status 404" healthy \
+      -e VRYPT_ADMIN_LISTEN=127.0.0.1:9911 "$tag" --status 404
+    health_follows "$platform VRYPT_ADMIN_LISTEN=off VRYPT_PORT=9000" healthy \
+      -e VRYPT_ADMIN_LISTEN=off -e VRYPT_PORT=9000 "$tag"
+    health_follows "$platform VRYPT_ADMIN_LISTEN=off VRYPT_HEALTH_PATH=/healthz --status 404" healthy \
+      -e VRYPT_ADMIN_LISTEN=off -e VRYPT_HEALTH_PATH=/healthz "$tag" --status 404
+    health_follows "$platform VRYPT_ADMIN_LISTEN=off --status 404 (GET / answers 404)" unhealthy \
+      -e VRYPT_ADMIN_LISTEN=off "$tag" --status 404
   fi
   ((failures == before)) && result[$arch]=PASS
 done
@@ -290,5 +351,4 @@ else
   fail "amd64 image size '${img_size[amd64]:-none}' is not under 1 MiB"
 fi
 
-echo "container-check: $(($(date +%s) - started)) s, $failures failure(s)"
-((failures == 0)) || exit 1
+check_summary container-check
