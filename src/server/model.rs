@@ -953,6 +953,8 @@ impl<'a> Model<'a> {
                 counters,
                 id: 0,
                 max_head,
+                health_path: None,
+                ready: true,
             },
             // Armed at accept, as the worker does.
             timer: Some(TimerKind::Header),
