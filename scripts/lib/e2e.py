@@ -135,11 +135,18 @@ class Response:
         self.body = body
 
 
+MAX_HEAD = 64 * 1024
+
+
 def read_response(sock, buf, head_only=False):
     """Reads one Content-Length framed response from sock, `buf` holding bytes
-    already read. Returns (Response, rest_of_buffer, bytes_received_here)."""
+    already read. Returns (Response, rest_of_buffer, bytes_received_here).
+    Bounded: a head of at most MAX_HEAD bytes, the body by its Content-Length,
+    each recv by the socket's timeout."""
     got = 0
     while b"\r\n\r\n" not in buf:
+        if len(buf) > MAX_HEAD:
+            raise RuntimeError(f"no end of the response head in {len(buf)} bytes")
         chunk = sock.recv(65536)
         if not chunk:
             raise RuntimeError("connection closed before a full response head")
