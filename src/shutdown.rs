@@ -7,6 +7,10 @@
 //! then takes the signal off the queue. From the moment a signal arrives, a worker
 //! therefore sees either the signal pending or the flag set: never neither. The
 //! first signal starts the graceful shutdown; a second one ends the process at once.
+//!
+//! With `--shutdown-delay`, the shutdown has two phases: first the server keeps
+//! serving and only reports not ready (so that load balancers take it out of
+//! rotation), and once the delay has passed it stops accepting and drains.
 
 use crate::log::Level;
 use std::io;

@@ -632,6 +632,7 @@ pub(crate) fn replay(
     data: &[u8],
     cuts: &[usize],
     max_head: usize,
+    health_path: Option<&[u8]>,
 ) -> (Vec<u8>, State, usize, crate::metrics::Snapshot) {
     let templates = Templates::new(&crate::http::ResponseSpec::default(), 0);
     let counters = [WorkerCounters::default()];
@@ -649,7 +650,7 @@ pub(crate) fn replay(
         max_head,
         drained: true,
         boundaries: 0,
-        health_path: None,
+        health_path,
         ready: true,
     };
     let mut i = 0;
@@ -701,7 +702,7 @@ mod tests {
     }
 
     fn run(data: &[u8]) -> Run {
-        let (out, state, held, _) = replay(data, &[], 8192);
+        let (out, state, held, _) = replay(data, &[], 8192, None);
         Run { out, state, held }
     }
 
@@ -756,7 +757,7 @@ mod tests {
     fn a_long_pipelined_read_is_answered_within_the_cap() {
         let one = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
         let data: Vec<u8> = one.iter().copied().cycle().take(one.len() * 1000).collect();
-        let (out, state, held, snap) = replay(&data, &[], 8192);
+        let (out, state, held, snap) = replay(&data, &[], 8192, None);
         assert_eq!(statuses(&out).len(), 1000);
         assert_eq!((state, held, snap.requests), (State::Head, 0, 1000));
     }
@@ -770,7 +771,7 @@ mod tests {
             "{}",
             std::mem::size_of::<Conn>()
         );
-        let (out, state, held, _) = replay(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", &[], 8192);
+        let (out, state, held, _) = replay(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", &[], 8192, None);
         assert!(!out.is_empty());
         assert_eq!((state, held), (State::Head, 0));
     }
