@@ -10,7 +10,8 @@
 //!   buffer pool;
 //! - `metrics`: per-worker counters and the StatsD pusher;
 //! - `config`: command line and environment; `shutdown`: signals; `log`: log lines;
-//! - `healthcheck`: the built-in HTTP probe for images without a shell.
+//! - `healthcheck`: the built-in HTTP probe for images without a shell;
+//!   `sysctl`: the network sysctls a Kubernetes init container sets.
 //!
 //! Everything is internal (`pub(crate)`); the binary calls [`main`], and [`testing`]
 //! holds what the integration tests and the fuzz targets need.
@@ -27,6 +28,7 @@ mod log;
 mod metrics;
 mod server;
 mod shutdown;
+mod sysctl;
 
 use config::{parse_args, usage, Command};
 use log::{quote, set_level, Level};
@@ -56,6 +58,7 @@ pub fn main() -> ExitCode {
         Command::Healthcheck { url, timeout } => {
             ExitCode::from(healthcheck::run(&url, timeout).clamp(0, 255) as u8)
         }
+        Command::Sysctl(settings) => ExitCode::from(sysctl::run(&settings).clamp(0, 255) as u8),
         Command::Serve(cfg) => {
             set_level(cfg.log_level);
             match server::run(*cfg) {
@@ -117,7 +120,7 @@ pub mod testing {
     /// Feeds `data` to a fresh connection in reads that end at `cuts` (sorted),
     /// writing all output after each read.
     pub fn replay(data: &[u8], cuts: &[usize], max_head: usize) -> Replay {
-        let (out, state, held, counters) = crate::server::conn::replay(data, cuts, max_head);
+        let (out, state, held, counters) = crate::server::conn::replay(data, cuts, max_head, None);
         Replay {
             out,
             state: format!("{state:?}"),

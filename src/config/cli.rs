@@ -16,6 +16,8 @@ pub(crate) enum Command {
         url: String,
         timeout: Duration,
     },
+    /// `sysctl NAME=VALUE...`.
+    Sysctl(Vec<crate::sysctl::Setting>),
     Help,
     Version,
 }
@@ -28,6 +30,7 @@ Answers every HTTP/1.1 request with one fixed response, very fast.
 
 Usage: vrypt-server [OPTIONS] [PORT]
        vrypt-server healthcheck [--url URL] [--timeout DURATION]
+       vrypt-server sysctl NAME=VALUE...
 
 Every option can also be set with the environment variable shown; a flag wins.
 Durations: 10 (seconds), 10s, 500ms, 2m, 1h.
@@ -48,6 +51,8 @@ Requests:
       --body-timeout DUR      time to receive a request's whole body, then 408 [VRYPT_BODY_TIMEOUT] (default 60s)
       --write-timeout DUR     close clients that stop reading after [VRYPT_WRITE_TIMEOUT] (default 10s)
       --shutdown-timeout DUR  on SIGTERM, time to finish in-flight requests [VRYPT_SHUTDOWN_TIMEOUT] (default 10s)
+      --shutdown-delay DUR    on SIGTERM, keep serving this long while readiness answers 503,
+                              then drain [VRYPT_SHUTDOWN_DELAY] (default 0)
 
 Response:
       --status CODE           status code, 200-599 [VRYPT_STATUS] (default 200)
@@ -57,7 +62,11 @@ Response:
       --header 'NAME: VALUE'  extra header, repeatable [VRYPT_HEADER, one per line]
       --no-server-header      do not send 'Server: vrypt' [VRYPT_NO_SERVER_HEADER=true]
 
-Metrics and logs:
+Health and metrics:
+      --admin-listen ADDR:PORT  admin listener with /healthz, /readyz and /metrics (Prometheus),
+                              not counted in --max-connections [VRYPT_ADMIN_LISTEN] (default off)
+      --health-path PATH      on the serving port, this path answers 200 ok (503 while
+                              shutting down), whatever --status says [VRYPT_HEALTH_PATH] (default off)
       --statsd HOST:PORT|off  StatsD collector over UDP [VRYPT_STATSD] (default 127.0.0.1:8125)
       --statsd-interval DUR   push interval [VRYPT_STATSD_INTERVAL] (default 1s)
       --statsd-prefix PREFIX  metric name prefix [VRYPT_STATSD_PREFIX] (default vrypt)
@@ -67,8 +76,13 @@ Metrics and logs:
   -h, --help                  print this help
   -V, --version               print the version
 
-healthcheck: GET URL (default http://127.0.0.1:PORT/, PORT as above) and exit 0 on a
-2xx or 3xx answer within --timeout (default 2s), 1 otherwise.
+healthcheck: GET URL and exit 0 on a 2xx or 3xx answer within --timeout (default 2s),
+1 otherwise. The default URL follows the server's settings (flags or environment): the
+admin /healthz when an admin listener is set, else the health path, else /, on the
+listen address (a wildcard address means 127.0.0.1).
+
+sysctl: write each net.* sysctl under /proc/sys, read it back and print it; the first
+one that cannot be set ends the run with one line and exit code 1.
 ",
         version = env!("CARGO_PKG_VERSION"),
         port = DEFAULT_PORT
@@ -91,6 +105,9 @@ const VALUE_OPTS: &[&str] = &[
     "body-timeout",
     "write-timeout",
     "shutdown-timeout",
+    "shutdown-delay",
+    "admin-listen",
+    "health-path",
     "status",
     "body",
     "body-file",
@@ -160,6 +177,14 @@ impl Builder {
             "body-timeout" => c.body_timeout = values::duration_at_least(v, min_timeout)?,
             "write-timeout" => c.write_timeout = values::duration_at_least(v, min_timeout)?,
             "shutdown-timeout" => c.shutdown_timeout = values::duration(v)?,
+            "shutdown-delay" => c.shutdown_delay = values::duration(v)?,
+            "admin-listen" => c.admin_listen = values::optional_socket_addr(v)?,
+            "health-path" => {
+                c.health_path = match v.trim() {
+                    "" | "off" => None,
+                    p => Some(values::health_path(p)?),
+                }
+            }
             "status" => c.response.status = values::status(v)?,
             "body" => self.body = Some(BodySource::Text(v.to_string())),
             "body-file" => self.body = Some(BodySource::File(v.to_string())),
@@ -307,6 +332,9 @@ where
                 if s == "healthcheck" && first {
                     return parse_healthcheck(parser, env);
                 }
+                if s == "sysctl" && first {
+                    return parse_sysctl(parser);
+                }
                 if positional_port.is_some() {
                     return Err(format!("unexpected argument '{s}'"));
                 }
@@ -336,29 +364,84 @@ fn parse_healthcheck(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Command, String> {
     use lexopt::prelude::*;
-    // Default: the port the server itself would use given the same environment.
+    // The default URL follows what the server itself would use given the same
+    // environment and the same listening flags.
     let mut b = Builder::new();
     b.apply_env(env)?;
-    let port = b
-        .port
-        .or(b.listen.map(|l| l.port()))
-        .unwrap_or(DEFAULT_PORT);
-    let mut url =
-        env("VRYPT_HEALTHCHECK_URL").unwrap_or_else(|| format!("http://127.0.0.1:{port}/"));
+    let mut url = env("VRYPT_HEALTHCHECK_URL");
     let mut timeout = Duration::from_secs(2);
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
-            Long("url") => url = value_string(&mut parser, "--url")?,
+            Long("url") => url = Some(value_string(&mut parser, "--url")?),
             Long("timeout") => {
                 let v = value_string(&mut parser, "--timeout")?;
                 timeout = values::duration_at_least(&v, Duration::from_millis(1))
                     .map_err(|e| format!("invalid value for --timeout: {e}"))?;
             }
+            Short('p') => {
+                let v = value_string(&mut parser, "-p")?;
+                b.set("port", &v)
+                    .map_err(|e| format!("invalid value for -p: {e}"))?;
+            }
+            Long(name @ ("listen" | "port" | "admin-listen" | "health-path")) => {
+                let name = name.to_string();
+                let v = value_string(&mut parser, &format!("--{name}"))?;
+                b.set(&name, &v)
+                    .map_err(|e| format!("invalid value for --{name}: {e}"))?;
+            }
             Short('h') | Long("help") => return Ok(Command::Help),
             other => return Err(other.unexpected().to_string()),
         }
     }
+    let url = url.unwrap_or_else(|| default_health_url(&b));
     Ok(Command::Healthcheck { url, timeout })
+}
+
+/// `http://ADDR/` with an IPv6 address in brackets.
+fn http_url(addr: std::net::SocketAddr, path: &str) -> String {
+    format!("http://{}{path}", super::local_target(addr))
+}
+
+/// The admin `/healthz` when there is an admin listener, else the health path, else
+/// `/`, on the address the server would listen on.
+fn default_health_url(b: &Builder) -> String {
+    if let Some(admin) = b.cfg.admin_listen {
+        return http_url(admin, "/healthz");
+    }
+    let port = b
+        .port
+        .or(b.listen.map(|l| l.port()))
+        .unwrap_or(DEFAULT_PORT);
+    let mut addr = match b.listen {
+        Some(Listen::Exact(a)) => a,
+        _ => std::net::SocketAddr::from(([0, 0, 0, 0], port)),
+    };
+    addr.set_port(port);
+    http_url(addr, b.cfg.health_path.as_deref().unwrap_or("/"))
+}
+
+fn parse_sysctl(mut parser: lexopt::Parser) -> Result<Command, String> {
+    use lexopt::prelude::*;
+    let mut settings = Vec::new();
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Value(v) => {
+                let s = v
+                    .into_string()
+                    .map_err(|_| "sysctl: an argument is not valid UTF-8".to_string())?;
+                settings
+                    .push(crate::sysctl::parse_setting(&s).map_err(|e| format!("sysctl: {e}"))?);
+            }
+            other => return Err(format!("sysctl: {}", other.unexpected())),
+        }
+    }
+    if settings.is_empty() {
+        return Err(
+            "sysctl: give at least one NAME=VALUE (for example net.core.somaxconn=65535)".into(),
+        );
+    }
+    Ok(Command::Sysctl(settings))
 }
 
 #[cfg(test)]
@@ -461,6 +544,89 @@ mod tests {
         assert!(parse(&[], &[("VRYPT_WORKERS", "x")])
             .unwrap_err()
             .starts_with("invalid VRYPT_WORKERS"));
+    }
+
+    fn health_url(args: &[&str], env: &[(&str, &str)]) -> String {
+        let mut all = vec!["healthcheck"];
+        all.extend_from_slice(args);
+        match parse(&all, env) {
+            Ok(Command::Healthcheck { url, .. }) => url,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn healthcheck_follows_admin_listener_health_path_and_listen_host() {
+        assert_eq!(health_url(&[], &[]), "http://127.0.0.1:8080/");
+        assert_eq!(
+            health_url(&[], &[("VRYPT_LISTEN", "[::1]:8081")]),
+            "http://[::1]:8081/"
+        );
+        assert_eq!(
+            health_url(&["--listen", "[::]:8082"], &[]),
+            "http://127.0.0.1:8082/"
+        );
+        assert_eq!(
+            health_url(&[], &[("VRYPT_HEALTH_PATH", "/healthz"), ("PORT", "9")]),
+            "http://127.0.0.1:9/healthz"
+        );
+        assert_eq!(
+            health_url(
+                &[],
+                &[
+                    ("VRYPT_ADMIN_LISTEN", "[::]:9901"),
+                    ("VRYPT_HEALTH_PATH", "/healthz")
+                ]
+            ),
+            "http://127.0.0.1:9901/healthz"
+        );
+        assert_eq!(
+            health_url(&["--admin-listen", "[::1]:9902"], &[]),
+            "http://[::1]:9902/healthz"
+        );
+        assert_eq!(
+            health_url(
+                &["--url", "http://x:1/"],
+                &[("VRYPT_ADMIN_LISTEN", "[::]:1")]
+            ),
+            "http://x:1/"
+        );
+    }
+
+    #[test]
+    fn sysctl_arguments() {
+        assert!(matches!(
+            parse(&["sysctl", "net.core.somaxconn=1024"], &[]),
+            Ok(Command::Sysctl(s)) if s.len() == 1
+        ));
+        for bad in [
+            &["sysctl"][..],
+            &["sysctl", "kernel.x=1"],
+            &["sysctl", "--bogus"],
+        ] {
+            let e = parse(bad, &[]).unwrap_err();
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn health_and_shutdown_flags() {
+        let c = cfg(
+            &["--health-path", "/ping", "--shutdown-delay", "2s"],
+            &[("VRYPT_ADMIN_LISTEN", "127.0.0.1:9901")],
+        );
+        assert_eq!(c.health_path.as_deref(), Some("/ping"));
+        assert_eq!(c.shutdown_delay, Duration::from_secs(2));
+        assert_eq!(c.admin_listen, Some("127.0.0.1:9901".parse().unwrap()));
+        assert_eq!(
+            cfg(
+                &["--admin-listen", "off"],
+                &[("VRYPT_ADMIN_LISTEN", "[::]:1")]
+            )
+            .admin_listen,
+            None
+        );
+        assert!(parse(&["--health-path", "ping"], &[]).is_err());
     }
 
     #[test]

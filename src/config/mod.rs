@@ -27,6 +27,16 @@ pub(crate) enum Listen {
     Exact(SocketAddr),
 }
 
+/// The address a local client uses to reach a server bound to `addr`: a wildcard
+/// address means loopback (`127.0.0.1`, which a dual-stack `[::]` also accepts).
+pub(crate) fn local_target(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+    } else {
+        addr
+    }
+}
+
 impl Listen {
     /// The port this spec listens on (0 asks the kernel for a free one).
     pub(crate) fn port(&self) -> u16 {
@@ -73,6 +83,12 @@ pub(crate) struct Config {
     pub(crate) body_timeout: Duration,
     pub(crate) write_timeout: Duration,
     pub(crate) shutdown_timeout: Duration,
+    /// After SIGTERM, time to keep serving while readiness answers 503.
+    pub(crate) shutdown_delay: Duration,
+    /// The admin listener (`/healthz`, `/readyz`, `/metrics`), when enabled.
+    pub(crate) admin_listen: Option<SocketAddr>,
+    /// A path on the serving port that answers `200 ok` (503 while shutting down).
+    pub(crate) health_path: Option<String>,
     pub(crate) response: ResponseSpec,
     /// `None` when metrics are off.
     pub(crate) statsd: Option<StatsdSettings>,
@@ -94,6 +110,9 @@ impl Default for Config {
             body_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(10),
+            shutdown_delay: Duration::ZERO,
+            admin_listen: None,
+            health_path: None,
             response: ResponseSpec::default(),
             statsd: Some(StatsdSettings {
                 target: "127.0.0.1:8125".to_string(),

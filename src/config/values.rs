@@ -125,6 +125,30 @@ pub(crate) fn status(s: &str) -> Result<u16, String> {
     integer::<u16>(s, 200, 599)
 }
 
+/// A request path for `--health-path`: starts with `/`, visible ASCII, no query or
+/// fragment (the query of a request is ignored when matching).
+pub(crate) fn health_path(s: &str) -> Result<String, String> {
+    let ok = s.starts_with('/')
+        && s.len() <= 1024
+        && s.bytes()
+            .all(|b| (0x21..0x7f).contains(&b) && b != b'?' && b != b'#');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "'{s}' is not a path (it must start with '/', without spaces, '?' or '#')"
+        ))
+    }
+}
+
+/// `ADDR:PORT`, or `off` for none.
+pub(crate) fn optional_socket_addr(s: &str) -> Result<Option<SocketAddr>, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "" | "off" | "none" | "disabled" => Ok(None),
+        _ => socket_addr(s).map(Some),
+    }
+}
+
 /// `k:v,k2:v2` DogStatsD tags.
 pub(crate) fn tags(s: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
@@ -221,5 +245,11 @@ mod tests {
         assert!(host_port("graphite").is_err());
         assert!(status("199").is_err() && status("204").is_ok());
         assert_eq!(socket_addr("[::1]:80").map(|a| a.port()), Ok(80));
+        assert_eq!(health_path("/healthz"), Ok("/healthz".into()));
+        for bad in ["healthz", "/a b", "/a?b", "", "/\u{e9}"] {
+            assert!(health_path(bad).is_err(), "{bad}");
+        }
+        assert_eq!(optional_socket_addr("off"), Ok(None));
+        assert!(optional_socket_addr("[::]:9901").unwrap().is_some());
     }
 }
