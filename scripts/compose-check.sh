@@ -78,6 +78,14 @@ cleanup() {
     [ -z "$previous_image" ] || podman tag "$previous_image" "$IMAGE" >/dev/null 2>&1 || true
     podman rmi -f "$image_id" >/dev/null 2>&1 || true
   fi
+  # The Docker API builds with layers: remove the intermediate images this build made (each
+  # step logs "--> ID"), newest first, so none is left behind untagged.
+  if [ -f "$work/build.log" ]; then
+    local id
+    for id in $(grep -o -E '^--> [0-9a-f]{10,}' "$work/build.log" | awk '{print $2}' | tac); do
+      podman rmi "$id" >/dev/null 2>&1 || true
+    done
+  fi
   rust_builder_image_cleanup
   [ -n "${VRYPT_KEEP_WORK:-}" ] || rm -rf "$work"
 }
@@ -104,6 +112,9 @@ compose_bin=$(realpath "$compose_bin")
 # Install it as a Docker CLI plugin in a private config dir, so `docker compose` finds it.
 export DOCKER_CONFIG=$work/docker
 mkdir -p "$DOCKER_CONFIG/cli-plugins"
+# Podman reads its registry credentials from $DOCKER_CONFIG/config.json once DOCKER_CONFIG is
+# set, and `podman run` fails when the file is missing: none are needed here.
+echo '{}' >"$DOCKER_CONFIG/config.json"
 ln -s "$compose_bin" "$DOCKER_CONFIG/cli-plugins/docker-compose"
 compose_cmd=("$compose_bin")
 if command -v docker >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; then compose_cmd=(docker compose); fi
@@ -234,7 +245,7 @@ if ! rust_builder_image "$repo" 2>"$work/rust-image.log"; then
   exit 1
 fi
 if ((RUST_BUILDER_STANDIN)); then
-  pass "builder base $RUST_BUILDER_IMAGE: local stand-in ($(grep -c . "$work/rust-image.log") log lines, see scripts/lib/rust-image.sh)"
+  pass "builder base $RUST_BUILDER_IMAGE: local stand-in (Debian 12 + this machine's rustc + vendored crates, scripts/lib/rust-image.sh)"
 else
   pass "builder base $RUST_BUILDER_IMAGE: found in local storage"
 fi
@@ -261,7 +272,9 @@ else
   fail "the build log shows no from-source build (builder stage, cargo, COPY --from=build)"
 fi
 version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
-expect "$(podman run --rm --network none "$IMAGE" --version 2>/dev/null)" "vrypt-server $version" "built image --version"
+got=$(podman run --rm --network none "$IMAGE" --version 2>"$work/version.err" | grep -v '^time=' || true)
+expect "$got" "vrypt-server $version" "built image --version"
+[ "$got" = "vrypt-server $version" ] || sed 's/^/    /' "$work/version.err"
 cfg=$(podman image inspect --format '{{range .Config.Env}}{{.}} {{end}}{{range $p, $_ := .Config.ExposedPorts}}{{$p}} {{end}}{{json .HealthCheck.Test}}' "$IMAGE")
 expect "$(printf '%s\n' "$cfg" | grep -o -E 'VRYPT_ADMIN_LISTEN=[^ ]*|[0-9]+/tcp|\["CMD".*' | tr '\n' ' ')" \
   'VRYPT_ADMIN_LISTEN=[::]:9901 8080/tcp 9901/tcp ["CMD","/vrypt-server","healthcheck","--timeout","2s"] ' \
@@ -292,7 +305,7 @@ services:
       graphite:
         condition: service_healthy
 YAML
-if compose_timed "$UP_LIMIT_S" -f "$work/gate.yml" up -d --no-build --pull never vrypt >"$work/up-gate.log" 2>&1; then
+if compose_timed "$UP_LIMIT_S" -f "$work/gate.yml" up -d --no-build --no-recreate --pull never vrypt >"$work/up-gate.log" 2>&1; then
   fail "control: with depends_on graphite service_healthy, compose still started vrypt"
 elif grep -q -i unhealthy "$work/up-gate.log"; then
   pass "control: with depends_on graphite service_healthy, up fails ($(grep -m1 -i -o 'dependency failed.*' "$work/up-gate.log" || grep -m1 -i unhealthy "$work/up-gate.log"))"

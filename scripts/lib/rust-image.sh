@@ -127,6 +127,11 @@ FROM $base
 COPY vendor/ /usr/local/cargo/vendor/
 COPY config.toml /usr/local/cargo/config.toml
 EOF
+  # A stand-in layer left from an earlier run: drop the name, or the old image would linger
+  # untagged (it goes too when no build cache still uses it).
+  if podman image exists "$RUST_BUILDER_IMAGE"; then
+    podman rmi "$RUST_BUILDER_IMAGE" >/dev/null 2>&1 || podman untag "$RUST_BUILDER_IMAGE" "$RUST_BUILDER_IMAGE"
+  fi
   if ! podman build -q --layers=false -t "$RUST_BUILDER_IMAGE" "$work/vendor" >/dev/null; then
     _rust_image_log "adding the vendored crates to $base failed"
     rm -rf "$work"
@@ -139,8 +144,10 @@ EOF
 
 rust_builder_image_cleanup() {
   if ((RUST_BUILDER_STANDIN)) && [ -n "$RUST_BUILDER_IMAGE" ]; then
-    # Only the per-run layer carries this name; removing it leaves the cached stand-in.
-    podman rmi "$RUST_BUILDER_IMAGE" >/dev/null 2>&1 || true
+    # Only the per-run layer carries this name; removing it leaves the cached stand-in. When
+    # intermediate build images still depend on it, at least the official name goes.
+    podman rmi "$RUST_BUILDER_IMAGE" >/dev/null 2>&1 ||
+      podman untag "$RUST_BUILDER_IMAGE" "$RUST_BUILDER_IMAGE" >/dev/null 2>&1 || true
     RUST_BUILDER_STANDIN=0
   fi
 }
