@@ -27,7 +27,8 @@
 #   VRYPT_PREBUILT_DIR   directory holding <triple>/vrypt-server; skips the builds
 #   VRYPT_CHECK_OUT      where the OCI archive goes (default target/container-check)
 #   VRYPT_KEEP_IMAGES=1  keep the localhost/vrypt-server:check-* images afterwards
-# Needs root (rootful Podman) on Debian 12; installs what is missing. Runtime on 2 cores: RUNTIME
+# Needs root (rootful Podman) on Debian 12; installs what is missing. Runtime on 2 cores: 220 s
+# when the four targets had to be set up and compiled, 35 s with the binaries up to date.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -20,7 +20,8 @@
 #     crates are added on every call, as Cargo.lock may have changed.
 #   Sets RUST_BUILDER_IMAGE (the name) and RUST_BUILDER_STANDIN (1 when the stand-in was
 #   tagged, 0 when the real image is used). Logs go to stderr; returns non-zero on failure.
-#   The stand-in has the x86_64 standard libraries only: from source it builds linux/amd64.
+#   The stand-in holds the standard libraries this machine's toolchain has (at least x86_64
+#   musl); the checks build linux/amd64 with it.
 # rust_builder_image_cleanup
 #   Removes the official name from the stand-in again (the stand-in itself stays cached).
 
@@ -73,11 +74,12 @@ rust_builder_image() {
       fi
       mkdir -p "$cache"
       _rust_image_log "mmdebstrap bookworm (gcc libc6-dev ca-certificates) -> $cache/bookworm-gcc.tar"
-      if mmdebstrap --quiet --variant=apt --include=gcc,libc6-dev,ca-certificates \
-        bookworm "$cache/bookworm-gcc.tar.part" >&2; then
-        mv "$cache/bookworm-gcc.tar.part" "$cache/bookworm-gcc.tar"
+      # (mmdebstrap picks the output format from the file name: keep .tar at the end.)
+      if mmdebstrap --quiet --format=tar --variant=apt --include=gcc,libc6-dev,ca-certificates \
+        bookworm "$cache/bookworm-gcc.part.tar" >&2; then
+        mv "$cache/bookworm-gcc.part.tar" "$cache/bookworm-gcc.tar"
       else
-        rm -f "$cache/bookworm-gcc.tar.part"
+        rm -rf "$cache/bookworm-gcc.part.tar"
         _rust_image_log "mmdebstrap failed"
         rm -rf "$work"
         return 1
