@@ -120,7 +120,7 @@ pub mod testing {
     /// Feeds `data` to a fresh connection in reads that end at `cuts` (sorted),
     /// writing all output after each read.
     pub fn replay(data: &[u8], cuts: &[usize], max_head: usize) -> Replay {
-        let (out, state, held, counters) = crate::server::conn::replay(data, cuts, max_head);
+        let (out, state, held, counters) = crate::server::conn::replay(data, cuts, max_head, None);
         Replay {
             out,
             state: format!("{state:?}"),

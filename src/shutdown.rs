@@ -7,6 +7,10 @@
 //! then takes the signal off the queue. From the moment a signal arrives, a worker
 //! therefore sees either the signal pending or the flag set: never neither. The
 //! first signal starts the graceful shutdown; a second one ends the process at once.
+//!
+//! With `--shutdown-delay`, the shutdown has two phases: first the server keeps
+//! serving and only reports not ready (so that load balancers take it out of
+//! rotation), and once the delay has passed it stops accepting and drains.
 
 use crate::log::Level;
 use std::io;
@@ -78,62 +82,116 @@ fn signal_name(sig: libc::c_int) -> &'static str {
     }
 }
 
+/// What the signal thread asks of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// The shutdown delay starts: keep serving, but report not ready.
+    Delay,
+    /// Stop accepting and drain (report not ready, if not done yet).
+    Drain,
+}
+
+fn poll_readable(fd: std::os::fd::RawFd, timeout_ms: libc::c_int) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one valid pollfd for a descriptor the caller keeps open.
+    unsafe { libc::poll(&mut pfd, 1, timeout_ms) == 1 }
+}
+
+/// Takes one pending signal off the signalfd's queue.
+fn consume(fd: std::os::fd::RawFd) {
+    // SAFETY: an all-zero signalfd_siginfo is a valid value; read() fills it.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is writable for its size; `fd` is an open signalfd.
+    unsafe {
+        libc::read(
+            fd,
+            (&mut info as *mut libc::signalfd_siginfo).cast(),
+            std::mem::size_of::<libc::signalfd_siginfo>(),
+        );
+    }
+}
+
+/// Waits for a signal on `fd`, at most until `until` (forever when `None`); returns
+/// whether one is pending (not yet taken off the queue).
+fn wait_signal(fd: std::os::fd::RawFd, until: Option<std::time::Instant>) -> bool {
+    loop {
+        let timeout = match until {
+            None => -1,
+            Some(t) => {
+                let left = t.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return false;
+                }
+                libc::c_int::try_from(left.as_millis() + 1).unwrap_or(libc::c_int::MAX)
+            }
+        };
+        if poll_readable(fd, timeout) {
+            return true;
+        }
+    }
+}
+
+fn forced_exit(sig: libc::c_int) -> ! {
+    crate::log!(
+        Level::Warn,
+        "shutdown_forced",
+        "signal={}",
+        signal_name(sig)
+    );
+    std::process::exit(1);
+}
+
 /// Starts the thread that waits for SIGTERM/SIGINT on `fd` (from [`signal_fd`]).
-/// `on_first` runs once, on the first signal, before that signal is taken off the
-/// queue; a second signal exits the process immediately with status 1.
+/// On the first signal, before taking it off the queue, it calls `on_phase`: with
+/// [`Phase::Drain`] at once when `delay` is zero; else with [`Phase::Delay`], and
+/// with [`Phase::Drain`] once `delay` has passed. A second signal at any time exits
+/// the process immediately with status 1.
 pub(crate) fn spawn_signal_thread<F>(
     fd: std::os::fd::OwnedFd,
-    on_first: F,
+    delay: std::time::Duration,
+    mut on_phase: F,
 ) -> io::Result<std::thread::JoinHandle<()>>
 where
-    F: FnOnce() + Send + 'static,
+    F: FnMut(Phase) + Send + 'static,
 {
     use std::os::fd::AsRawFd;
     std::thread::Builder::new()
         .name("vrypt-signals".into())
         .spawn(move || {
-            let mut on_first = Some(on_first);
+            let fd = fd.as_raw_fd();
+            wait_signal(fd, None);
+            // Which signal is pending, without taking it off the queue yet.
+            let sig = pending_shutdown_signal();
+            crate::log!(
+                Level::Info,
+                "shutdown_started",
+                "signal={}",
+                signal_name(sig)
+            );
+            if delay.is_zero() {
+                on_phase(Phase::Drain);
+                consume(fd);
+            } else {
+                on_phase(Phase::Delay);
+                consume(fd);
+                crate::log!(
+                    Level::Info,
+                    "shutdown_delay",
+                    "delay_ms={}",
+                    delay.as_millis()
+                );
+                if wait_signal(fd, Some(std::time::Instant::now() + delay)) {
+                    forced_exit(pending_shutdown_signal());
+                }
+                on_phase(Phase::Drain);
+            }
             loop {
-                let mut pfd = libc::pollfd {
-                    fd: fd.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                // SAFETY: `pfd` is one valid pollfd for a descriptor `fd` keeps open.
-                if unsafe { libc::poll(&mut pfd, 1, -1) } != 1 {
-                    continue;
-                }
-                // Which signal is pending, without taking it off the queue yet.
-                let sig = pending_shutdown_signal();
-                match on_first.take() {
-                    Some(f) => {
-                        crate::log!(
-                            Level::Info,
-                            "shutdown_started",
-                            "signal={}",
-                            signal_name(sig)
-                        );
-                        f();
-                    }
-                    None => {
-                        crate::log!(
-                            Level::Warn,
-                            "shutdown_forced",
-                            "signal={}",
-                            signal_name(sig)
-                        );
-                        std::process::exit(1);
-                    }
-                }
-                // SAFETY: an all-zero signalfd_siginfo is a valid value; read() fills it.
-                let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-                // SAFETY: `info` is writable for its size; `fd` is an open signalfd.
-                unsafe {
-                    libc::read(
-                        fd.as_raw_fd(),
-                        (&mut info as *mut libc::signalfd_siginfo).cast(),
-                        std::mem::size_of::<libc::signalfd_siginfo>(),
-                    );
+                if wait_signal(fd, None) {
+                    forced_exit(pending_shutdown_signal());
                 }
             }
         })

@@ -8,5 +8,6 @@ pub(crate) mod parse;
 pub(crate) mod response;
 
 pub use chunked::ChunkedDecoder;
+pub(crate) use parse::request_path;
 pub use parse::{parse_head, Body, Error as ParseError, HeadParser, RequestHead, Status, Version};
-pub(crate) use response::{RespId, ResponseSpec, Templates};
+pub(crate) use response::{Family, RespId, ResponseSpec, Templates};

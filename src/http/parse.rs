@@ -650,6 +650,39 @@ pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Status, Error> {
     p.parse(buf, max_head)
 }
 
+/// The path of the request whose complete, valid head starts `head`: the target
+/// without its query, and for an absolute-form target (`http://host/path?q`) the
+/// part after the authority (`/` when it has none). Not used on the request path
+/// unless a health path is configured.
+pub(crate) fn request_path(head: &[u8]) -> &[u8] {
+    let line_start = head
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(head.len());
+    let line = &head[line_start..];
+    let Some(sp) = line.iter().position(|&b| b == b' ') else {
+        return b"";
+    };
+    let rest = &line[sp + 1..];
+    let target = &rest[..rest.iter().position(|&b| b == b' ').unwrap_or(rest.len())];
+    let target = &target[..target
+        .iter()
+        .position(|&b| b == b'?')
+        .unwrap_or(target.len())];
+    let starts_with_ci =
+        |t: &[u8], p: &[u8]| t.len() >= p.len() && t[..p.len()].eq_ignore_ascii_case(p);
+    for scheme in [&b"http://"[..], b"https://"] {
+        if starts_with_ci(target, scheme) {
+            let after = &target[scheme.len()..];
+            return match after.iter().position(|&b| b == b'/') {
+                Some(slash) => &after[slash..],
+                None => b"/",
+            };
+        }
+    }
+    target
+}
+
 // Test builds count the bytes the parser looks at, to check that resuming never rescans.
 #[cfg(test)]
 thread_local! {
@@ -1372,6 +1405,28 @@ mod tests {
     fn parser_is_small() {
         // Stored per connection while a partial head is buffered.
         assert!(std::mem::size_of::<HeadParser>() <= 32);
+    }
+
+    #[test]
+    fn request_paths() {
+        for (head, path) in [
+            (
+                &b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+                &b"/healthz"[..],
+            ),
+            (b"\r\nGET /healthz?x=1 HTTP/1.1\r\n\r\n", b"/healthz"),
+            (b"HEAD http://a:80/healthz?q HTTP/1.1\r\n\r\n", b"/healthz"),
+            (b"GET HTTPS://a HTTP/1.1\r\n\r\n", b"/"),
+            (b"OPTIONS * HTTP/1.1\r\n\r\n", b"*"),
+            (b"GET /healthz/ HTTP/1.1\r\n\r\n", b"/healthz/"),
+        ] {
+            assert_eq!(
+                request_path(head),
+                path,
+                "{}",
+                String::from_utf8_lossy(head)
+            );
+        }
     }
 
     /// A head of exactly `len` bytes: a long target, many field lines (some that the

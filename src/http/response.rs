@@ -118,7 +118,25 @@ const INLINE_BODY_MAX: usize = 16 * 1024;
 /// status line, `Server` and `Date` all fit, since extra headers come after `Date`.
 pub(crate) const MUTABLE_PREFIX_MAX: usize = 128;
 
-/// Names one of the responses in [`Templates`]: the configured response (for GET
+/// Which answer a complete request gets: the configured response, or the health
+/// path's own answers. Each family has a GET and a HEAD form, each with the three
+/// `Connection` variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Family {
+    /// The response the server was configured with.
+    Configured = 0,
+    /// `--health-path` while serving: `200 ok`.
+    HealthOk = 1,
+    /// `--health-path` while shutting down: `503`.
+    HealthDown = 2,
+}
+
+/// Body of the health path's answer while serving.
+pub(crate) const HEALTH_OK_BODY: &[u8] = b"ok\n";
+/// Body of the health path's answer while shutting down.
+pub(crate) const HEALTH_DOWN_BODY: &[u8] = b"shutting down\n";
+
+/// Names one of the responses in [`Templates`]: an answer of a [`Family`] (for GET
 /// or HEAD, with each `Connection` variant), an error answer, or `100 Continue`.
 ///
 /// A connection queues these references, not bytes, so what it holds for output
@@ -126,8 +144,10 @@ pub(crate) const MUTABLE_PREFIX_MAX: usize = 128;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RespId(u8);
 
-const CONFIGURED_COUNT: u8 = 6;
-const ERRORS_AT: u8 = CONFIGURED_COUNT;
+const FAMILY_COUNT: u8 = 3;
+/// Answers of every family: 6 each (GET and HEAD, three `Connection` variants).
+const ANSWERS_END: u8 = FAMILY_COUNT * 6;
+const ERRORS_AT: u8 = ANSWERS_END;
 const CONTINUE_AT: u8 = ERRORS_AT + 2 * ERROR_STATUSES.len() as u8;
 const TEMPLATE_COUNT: usize = CONTINUE_AT as usize + 1;
 
@@ -146,7 +166,13 @@ impl RespId {
     /// The configured response; `is_head` leaves the body out.
     #[inline]
     pub(crate) fn configured(is_head: bool, persistence: Persistence) -> RespId {
-        RespId(u8::from(is_head) * 3 + persistence_index(persistence))
+        RespId::answer(Family::Configured, is_head, persistence)
+    }
+
+    /// An answer of `family`; `is_head` leaves the body out.
+    #[inline]
+    pub(crate) fn answer(family: Family, is_head: bool, persistence: Persistence) -> RespId {
+        RespId(family as u8 * 6 + u8::from(is_head) * 3 + persistence_index(persistence))
     }
 
     /// The error answer for `status`, one of [`ERROR_STATUSES`] (400 for any other).
@@ -159,10 +185,10 @@ impl RespId {
         RespId(ERRORS_AT + u8::from(is_head) * ERROR_STATUSES.len() as u8 + i)
     }
 
-    /// The same response announcing `Connection: close`, when it is a configured
-    /// response that would have kept the connection open; `None` otherwise.
+    /// The same response announcing `Connection: close`, when it is an answer that
+    /// would have kept the connection open; `None` otherwise.
     pub(crate) fn closing(self) -> Option<RespId> {
-        if self.0 < CONFIGURED_COUNT && self.0 % 3 != 2 {
+        if self.0 < ANSWERS_END && self.0 % 3 != 2 {
             Some(RespId(self.0 - self.0 % 3 + 2))
         } else {
             None
@@ -171,7 +197,7 @@ impl RespId {
 
     /// Whether the connection is closed after this response.
     pub(crate) fn closes(self) -> bool {
-        (self.0 < CONFIGURED_COUNT && self.0 % 3 == 2) || (ERRORS_AT..CONTINUE_AT).contains(&self.0)
+        (self.0 < ANSWERS_END && self.0 % 3 == 2) || (ERRORS_AT..CONTINUE_AT).contains(&self.0)
     }
 }
 
@@ -306,15 +332,28 @@ impl Templates {
             headers: &spec.headers,
             server_header: spec.server_header,
         };
+        let health = |status: u16, body: &'static [u8]| Shape {
+            status,
+            content_type: "text/plain",
+            body,
+            shared_body: None,
+            headers: &[],
+            server_header: spec.server_header,
+        };
+        let families = [
+            configured,
+            health(200, HEALTH_OK_BODY),
+            health(503, HEALTH_DOWN_BODY),
+        ];
         let all: [Template; TEMPLATE_COUNT] = std::array::from_fn(|i| {
             let i = i as u8;
-            if i < CONFIGURED_COUNT {
+            if i < ANSWERS_END {
                 let persistence = [
                     Persistence::Default,
                     Persistence::KeepAlive,
                     Persistence::Close,
                 ][usize::from(i % 3)];
-                build(&configured, i < 3, persistence)
+                build(&families[usize::from(i / 6)], i % 6 < 3, persistence)
             } else if i < CONTINUE_AT {
                 let k = usize::from(i - ERRORS_AT);
                 let code = ERROR_STATUSES[k % ERROR_STATUSES.len()];
@@ -510,5 +549,37 @@ mod tests {
         );
         assert_eq!(t.bytes(RespId::CONTINUE), b"HTTP/1.1 100 Continue\r\n\r\n");
         assert!(t.mutable_end(keep) <= MUTABLE_PREFIX_MAX && t.mutable_end(RespId::CONTINUE) == 0);
+    }
+
+    #[test]
+    fn health_answers_ignore_the_configured_response() {
+        let spec = ResponseSpec {
+            status: 404,
+            body: b"nothing here".to_vec(),
+            headers: vec![("X-A".into(), "1".into())],
+            ..ResponseSpec::default()
+        };
+        let t = Templates::new(&spec, 0);
+        let ok = text(&t.bytes(RespId::answer(
+            Family::HealthOk,
+            false,
+            Persistence::Default,
+        )));
+        assert!(
+            ok.starts_with("HTTP/1.1 200 OK\r\n") && ok.ends_with("\r\n\r\nok\n"),
+            "{ok}"
+        );
+        assert!(!ok.contains("X-A"), "{ok}");
+        let down = RespId::answer(Family::HealthDown, true, Persistence::KeepAlive);
+        let text_down = text(&t.bytes(down));
+        assert!(text_down.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+        assert!(text_down.ends_with("Content-Length: 14\r\nConnection: keep-alive\r\n\r\n"));
+        assert_eq!(
+            down.closing(),
+            Some(RespId::answer(Family::HealthDown, true, Persistence::Close))
+        );
+        assert_eq!(t.status_of(down), 503);
+        let conf = text(&t.bytes(RespId::configured(false, Persistence::Close)));
+        assert!(conf.starts_with("HTTP/1.1 404 Not Found\r\n") && conf.contains("X-A: 1\r\n"));
     }
 }

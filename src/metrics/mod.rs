@@ -1,6 +1,8 @@
-//! Request counters (sharded per worker) and the StatsD pusher that reads them.
+//! Request counters (sharded per worker), the StatsD pusher that reads them, and
+//! their Prometheus exposition for the admin listener.
 
 pub(crate) mod counters;
+pub(crate) mod prometheus;
 pub(crate) mod statsd;
 
 pub use counters::Snapshot;

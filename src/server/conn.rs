@@ -20,7 +20,8 @@ use super::output::OutQueue;
 use super::pool::Pool;
 use crate::http::response::Persistence;
 use crate::http::{
-    Body, ChunkedDecoder, HeadParser, RequestHead, RespId, Status, Templates, Version,
+    request_path, Body, ChunkedDecoder, Family, HeadParser, RequestHead, RespId, Status, Templates,
+    Version,
 };
 use crate::metrics::{bump, WorkerCounters};
 
@@ -30,14 +31,16 @@ pub(crate) struct Owed {
     is_head: bool,
     keep_alive: bool,
     version: Version,
+    family: Family,
 }
 
 impl Owed {
-    fn of(head: &RequestHead) -> Owed {
+    fn of(head: &RequestHead, family: Family) -> Owed {
         Owed {
             is_head: head.is_head,
             keep_alive: head.keep_alive,
             version: head.version,
+            family,
         }
     }
 }
@@ -198,6 +201,27 @@ pub(crate) struct Ctx<'a> {
     /// Requests begun or finished in this step (heads and bodies completed): what
     /// restarts the header and body deadlines.
     pub(crate) boundaries: u32,
+    /// `--health-path`, when configured.
+    pub(crate) health_path: Option<&'a [u8]>,
+    /// Whether the server is ready (not shutting down): what the health path answers.
+    pub(crate) ready: bool,
+}
+
+impl Ctx<'_> {
+    /// Which answer the request whose complete head is `head` gets.
+    #[inline]
+    fn family_of(&self, head: &[u8]) -> Family {
+        match self.health_path {
+            Some(path) if request_path(head) == path => {
+                if self.ready {
+                    Family::HealthOk
+                } else {
+                    Family::HealthDown
+                }
+            }
+            _ => Family::Configured,
+        }
+    }
 }
 
 /// One client connection's state (the socket is the worker's).
@@ -420,7 +444,7 @@ impl Conn {
         let last = self.drain_left.is_some_and(|left| pos as u64 >= left);
         let keep = owed.keep_alive && !last;
         self.queue(
-            RespId::configured(owed.is_head, persistence(keep, owed.version)),
+            RespId::answer(owed.family, owed.is_head, persistence(keep, owed.version)),
             ctx,
         );
         ctx.boundaries += 1;
@@ -479,6 +503,7 @@ impl Conn {
                         }
                     };
                     *parser = HeadParser::new();
+                    let family = ctx.family_of(&data[pos..pos + head.len]);
                     pos += head.len;
                     bump(&ctx.counters.requests, 1);
                     ctx.boundaries += 1;
@@ -488,7 +513,7 @@ impl Conn {
                         self.refuse(501, head.is_head, ctx);
                         return (data.len(), Stop::Closed);
                     }
-                    let owed = Owed::of(&head);
+                    let owed = Owed::of(&head, family);
                     let skip = match head.body {
                         Body::None => {
                             if !self.answer(owed, pos, data.len(), ctx) {
@@ -607,6 +632,7 @@ pub(crate) fn replay(
     data: &[u8],
     cuts: &[usize],
     max_head: usize,
+    health_path: Option<&[u8]>,
 ) -> (Vec<u8>, State, usize, crate::metrics::Snapshot) {
     let templates = Templates::new(&crate::http::ResponseSpec::default(), 0);
     let counters = [WorkerCounters::default()];
@@ -624,6 +650,8 @@ pub(crate) fn replay(
         max_head,
         drained: true,
         boundaries: 0,
+        health_path,
+        ready: true,
     };
     let mut i = 0;
     loop {
@@ -674,7 +702,7 @@ mod tests {
     }
 
     fn run(data: &[u8]) -> Run {
-        let (out, state, held, _) = replay(data, &[], 8192);
+        let (out, state, held, _) = replay(data, &[], 8192, None);
         Run { out, state, held }
     }
 
@@ -729,7 +757,7 @@ mod tests {
     fn a_long_pipelined_read_is_answered_within_the_cap() {
         let one = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
         let data: Vec<u8> = one.iter().copied().cycle().take(one.len() * 1000).collect();
-        let (out, state, held, snap) = replay(&data, &[], 8192);
+        let (out, state, held, snap) = replay(&data, &[], 8192, None);
         assert_eq!(statuses(&out).len(), 1000);
         assert_eq!((state, held, snap.requests), (State::Head, 0, 1000));
     }
@@ -743,7 +771,7 @@ mod tests {
             "{}",
             std::mem::size_of::<Conn>()
         );
-        let (out, state, held, _) = replay(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", &[], 8192);
+        let (out, state, held, _) = replay(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", &[], 8192, None);
         assert!(!out.is_empty());
         assert_eq!((state, held), (State::Head, 0));
     }

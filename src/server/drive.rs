@@ -39,6 +39,10 @@ pub(crate) struct Resources {
     pub(crate) counters: std::sync::Arc<[WorkerCounters]>,
     pub(crate) id: usize,
     pub(crate) max_head: usize,
+    /// `--health-path`, when configured.
+    pub(crate) health_path: Option<Box<[u8]>>,
+    /// Not shutting down (refreshed by the worker once per loop).
+    pub(crate) ready: bool,
 }
 
 impl Resources {
@@ -57,6 +61,8 @@ impl Resources {
                 max_head: self.max_head,
                 drained,
                 boundaries: 0,
+                health_path: self.health_path.as_deref(),
+                ready: self.ready,
             },
             &mut self.scratch,
         )

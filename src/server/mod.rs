@@ -1,5 +1,6 @@
 //! The server: listeners, worker threads, graceful shutdown, metrics thread.
 
+mod admin;
 pub(crate) mod conn;
 mod deadline;
 mod drive;
@@ -18,7 +19,7 @@ use crate::metrics::{statsd, WorkerCounters};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use worker::{Settings, Shared, Worker};
+use worker::{Common, Settings, Shared, Worker};
 
 /// Raises the soft limit on open files to the hard limit, so the number of
 /// connections is bounded by the administrator's setting rather than the default 1024.
@@ -51,7 +52,17 @@ pub(crate) fn run(mut cfg: Config) -> io::Result<()> {
     crate::shutdown::block_signals()
         .map_err(|e| io::Error::new(e.kind(), format!("cannot block signals: {e}")))?;
     let nofile = raise_nofile_limit();
+    let start_time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     let bound = listener::bind(&cfg.listen, cfg.workers, cfg.backlog)?;
+    let admin = match cfg.admin_listen {
+        Some(addr) => Some(
+            listener::bind(&crate::config::Listen::Exact(addr), cfg.workers, 1024)
+                .map_err(|e| io::Error::new(e.kind(), format!("admin listener: {e}")))?,
+        ),
+        None => None,
+    };
     let somaxconn = listener::somaxconn();
     let effective_backlog = somaxconn.map_or(cfg.backlog, |s| s.min(cfg.backlog));
 
@@ -60,6 +71,7 @@ pub(crate) fn run(mut cfg: Config) -> io::Result<()> {
         .collect();
     let shared = Arc::new(Shared {
         shutdown: AtomicBool::new(false),
+        ready: AtomicBool::new(true),
         open: AtomicUsize::new(0),
         max_connections: cfg.max_connections,
     });
@@ -79,19 +91,21 @@ pub(crate) fn run(mut cfg: Config) -> io::Result<()> {
         .map_err(|e| io::Error::new(e.kind(), format!("cannot create a signalfd: {e}")))?;
     let signal_raw = std::os::fd::AsRawFd::as_raw_fd(&signal_fd);
 
+    let common = Common {
+        templates,
+        counters: counters.clone(),
+        shared: shared.clone(),
+        health_path: cfg.health_path.as_ref().map(|p| p.as_bytes().into()),
+        start_time,
+    };
+    let admin_addr = admin.as_ref().map(|a| a.addr);
+    let mut admin_listeners = admin.map(|a| a.listeners.into_iter());
     let mut workers = Vec::with_capacity(cfg.workers);
     let mut wakers = Vec::with_capacity(cfg.workers);
     for (id, l) in bound.listeners.into_iter().enumerate() {
-        let (w, waker) = Worker::new(
-            id,
-            l,
-            templates.clone(),
-            counters.clone(),
-            shared.clone(),
-            settings,
-            signal_raw,
-        )
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot create worker {id}: {e}")))?;
+        let admin_l = admin_listeners.as_mut().and_then(Iterator::next);
+        let (w, waker) = Worker::new(id, l, admin_l, common.clone(), settings, signal_raw)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot create worker {id}: {e}")))?;
         workers.push(w);
         wakers.push(waker);
     }
@@ -100,7 +114,8 @@ pub(crate) fn run(mut cfg: Config) -> io::Result<()> {
         Level::Info,
         "start",
         "version={} workers={} backlog={} somaxconn={} max_connections={} max_header_bytes={} nofile={} \
-         header_timeout_ms={} idle_timeout_ms={} body_timeout_ms={} write_timeout_ms={} shutdown_timeout_ms={} status={} body_bytes={} statsd={}",
+         header_timeout_ms={} idle_timeout_ms={} body_timeout_ms={} write_timeout_ms={} shutdown_timeout_ms={} \
+         shutdown_delay_ms={} status={} body_bytes={} health_path={} statsd={}",
         env!("CARGO_PKG_VERSION"),
         cfg.workers,
         effective_backlog,
@@ -113,10 +128,15 @@ pub(crate) fn run(mut cfg: Config) -> io::Result<()> {
         cfg.body_timeout.as_millis(),
         cfg.write_timeout.as_millis(),
         cfg.shutdown_timeout.as_millis(),
+        cfg.shutdown_delay.as_millis(),
         cfg.response.status,
         body_bytes,
+        cfg.health_path.as_deref().map_or("off".to_string(), quote),
         cfg.statsd.as_ref().map_or("off".to_string(), |s| quote(&s.target)),
     );
+    if let Some(addr) = admin_addr {
+        crate::log!(Level::Info, "admin_listening", "addr={addr}");
+    }
     crate::log!(
         Level::Info,
         "listening",
@@ -157,8 +177,14 @@ pub(crate) fn run(mut cfg: Config) -> io::Result<()> {
     let wakers = Arc::new(wakers);
     let signal_shared = shared.clone();
     let signal_wakers = wakers.clone();
-    crate::shutdown::spawn_signal_thread(signal_fd, move || {
-        signal_shared.shutdown.store(true, Ordering::SeqCst);
+    let delay = cfg.shutdown_delay;
+    crate::shutdown::spawn_signal_thread(signal_fd, delay, move |phase| {
+        // `shutdown` before `ready`: a worker that sees `ready` cleared without a
+        // delay also sees `shutdown` set.
+        if phase == crate::shutdown::Phase::Drain {
+            signal_shared.shutdown.store(true, Ordering::SeqCst);
+        }
+        signal_shared.ready.store(false, Ordering::SeqCst);
         for w in signal_wakers.iter() {
             let _ = w.wake();
         }

@@ -38,12 +38,15 @@ use super::timer::TimerKind;
 use super::worker::READ_SIZE;
 use crate::http::response::Persistence;
 use crate::http::response::ERROR_STATUSES;
-use crate::http::{RespId, ResponseSpec, Templates};
+use crate::http::{Family, RespId, ResponseSpec, Templates};
 use crate::metrics::WorkerCounters;
 use std::fmt::Write as _;
 use std::io::{self, IoSlice, Read, Write};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+/// The health path the modelled server is configured with.
+const HEALTH_PATH: &[u8] = b"/h";
 
 /// Unix time of the model's first `Date` (each tick adds a second).
 const T0: i64 = 1_700_000_000;
@@ -255,7 +258,15 @@ impl Client {
             if expect && http11 && has_content {
                 self.pred.push((RespId::CONTINUE, start + head_len));
             }
-            let id = RespId::configured(is_head, persistence(keep, http11));
+            // The health path gets its own answer; the query does not matter.
+            let target = head.split(|&b| b == b' ').nth(1).unwrap_or_default();
+            let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+            let family = if path == HEALTH_PATH {
+                Family::HealthOk
+            } else {
+                Family::Configured
+            };
+            let id = RespId::answer(family, is_head, persistence(keep, http11));
             self.pred.push((id, start + head_len + body.len()));
             self.ended = !keep;
         }
@@ -315,7 +326,12 @@ impl Client {
                     lines.push("Expect: 100-continue"); // no content: no 100
                 }
                 let method = if is_head { "HEAD" } else { "GET" };
-                let h = head(method, "/", true, true, &lines);
+                let target = match (p & 32 != 0, p & 128 != 0) {
+                    (false, _) => "/",
+                    (true, false) => "/h",
+                    (true, true) => "/h?probe=1",
+                };
+                let h = head(method, target, true, true, &lines);
                 self.valid(0, &h, &[], false, p & 16 != 0, true, is_head, !close);
             }
             3 => {
@@ -364,7 +380,8 @@ impl Client {
                 } else {
                     filler(size)
                 };
-                let h = head(method, "/upload", http11, true, &lines);
+                let target = if p & 128 != 0 { "/h" } else { "/upload" };
+                let h = head(method, target, http11, true, &lines);
                 let has_content = is_chunked || size > 0;
                 self.valid(0, &h, &body, has_content, expect, http11, is_head, !close);
             }
@@ -770,6 +787,7 @@ fn all_ids() -> Vec<RespId> {
             Persistence::Close,
         ] {
             v.push(RespId::configured(is_head, p));
+            v.push(RespId::answer(Family::HealthOk, is_head, p));
         }
         for s in ERROR_STATUSES {
             v.push(RespId::error(s, is_head));
@@ -848,6 +866,9 @@ fn label(id: RespId) -> String {
         ] {
             if id == RespId::configured(is_head, p) {
                 return format!("{m}:{p:?}");
+            }
+            if id == RespId::answer(Family::HealthOk, is_head, p) {
+                return format!("health:{m}:{p:?}");
             }
         }
         for s in ERROR_STATUSES {
@@ -953,6 +974,8 @@ impl<'a> Model<'a> {
                 counters,
                 id: 0,
                 max_head,
+                health_path: Some(HEALTH_PATH.into()),
+                ready: true,
             },
             // Armed at accept, as the worker does.
             timer: Some(TimerKind::Header),
@@ -999,7 +1022,12 @@ impl<'a> Model<'a> {
 
     /// The responses `replay` gives for the first `n` bytes of the stream, read whole.
     fn reference(&self, n: usize) -> Vec<RespId> {
-        let (out, ..) = replay(&self.sock.stream[..n], &[], self.max_head);
+        let (out, ..) = replay(
+            &self.sock.stream[..n],
+            &[],
+            self.max_head,
+            Some(HEALTH_PATH),
+        );
         match decode(&out, &self.ref_bytes) {
             Ok(ids) => ids,
             Err(at) => self.fail(&format!(

@@ -9,6 +9,7 @@
 //! connection waits for the client. [`Worker::release`] is the one place that
 //! closes a connection and gives back what it holds.
 
+use super::admin::{self, Admin};
 use super::conn::{Conn, Pools};
 use super::deadline::{next_timer, Progress, TimerChange};
 use super::drive::{drive, Outcome, Resources};
@@ -28,7 +29,11 @@ use std::time::{Duration, Instant};
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const SIGNAL: Token = Token(2);
-const FIRST_CONN: usize = 3;
+const ADMIN_LISTENER: Token = Token(3);
+const FIRST_CONN: usize = 4;
+/// Tokens of admin connections start here, far above any connection slot (slots are
+/// bounded by file descriptors), so one comparison tells the two apart.
+const ADMIN_FIRST: usize = 1 << 30;
 
 /// Bytes read per `recv` when the connection holds no input.
 pub(crate) const READ_SIZE: usize = 32 * 1024;
@@ -44,7 +49,11 @@ const ACCEPT_RETRY_MS: u64 = 50;
 
 /// State shared by all workers; touched on accept and close, never per request.
 pub(crate) struct Shared {
+    /// Stop accepting and drain.
     pub(crate) shutdown: AtomicBool,
+    /// Not shutting down: readiness and the health path answer 200. Cleared when the
+    /// first signal arrives (after `shutdown` is set, when there is no delay).
+    pub(crate) ready: AtomicBool,
     pub(crate) open: AtomicUsize,
     /// 0: no limit.
     pub(crate) max_connections: usize,
@@ -61,6 +70,17 @@ pub(crate) struct Settings {
     pub(crate) shutdown_timeout: Duration,
 }
 
+/// What every worker gets a copy of.
+#[derive(Clone)]
+pub(crate) struct Common {
+    pub(crate) templates: Templates,
+    pub(crate) counters: Arc<[WorkerCounters]>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) health_path: Option<Box<[u8]>>,
+    /// Process start, in seconds since the Unix epoch (for `/metrics`).
+    pub(crate) start_time: f64,
+}
+
 /// A connection's socket and state.
 struct Slot {
     stream: TcpStream,
@@ -72,6 +92,8 @@ pub(crate) struct Worker {
     id: usize,
     poll: Poll,
     listener: Option<TcpListener>,
+    admin: Option<Admin>,
+    start_time: f64,
     slots: Vec<Option<Slot>>,
     free_slots: Vec<usize>,
     live: usize,
@@ -106,18 +128,33 @@ fn unread_bytes(stream: &TcpStream) -> u64 {
     }
 }
 
+/// What the admin listener's answers depend on.
+fn admin_view(res: &Resources, start_time: f64) -> admin::View<'_> {
+    admin::View {
+        counters: &res.counters,
+        ready: res.ready,
+        start_time,
+    }
+}
+
 impl Worker {
     /// Prepares worker `id` around `listener`; returns it and the waker that starts
     /// its graceful shutdown.
     pub(crate) fn new(
         id: usize,
         listener: std::net::TcpListener,
-        templates: Templates,
-        counters: Arc<[WorkerCounters]>,
-        shared: Arc<Shared>,
+        admin_listener: Option<std::net::TcpListener>,
+        common: Common,
         settings: Settings,
         signal_fd: std::os::fd::RawFd,
     ) -> io::Result<(Worker, Arc<Waker>)> {
+        let Common {
+            templates,
+            counters,
+            shared,
+            health_path,
+            start_time,
+        } = common;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         poll.registry().register(
@@ -134,10 +171,26 @@ impl Worker {
         durations[TimerKind::Body as usize] = ms(settings.body_timeout);
         durations[TimerKind::Write as usize] = ms(settings.write_timeout);
         durations[TimerKind::Linger as usize] = ms(LINGER);
+        let admin = match admin_listener {
+            Some(l) => Some(Admin::new(
+                l,
+                poll.registry(),
+                ADMIN_LISTENER,
+                ADMIN_FIRST,
+                admin::Durations {
+                    header: ms(settings.header_timeout),
+                    write: ms(settings.write_timeout),
+                    linger: ms(LINGER),
+                },
+            )?),
+            None => None,
+        };
         let worker = Worker {
             id,
             poll,
             listener: Some(listener),
+            admin,
+            start_time,
             slots: Vec::new(),
             free_slots: Vec::new(),
             live: 0,
@@ -149,6 +202,8 @@ impl Worker {
                 counters,
                 id,
                 max_head: settings.max_head,
+                health_path,
+                ready: true,
             },
             shared,
             settings,
@@ -165,6 +220,7 @@ impl Worker {
     fn tick(&mut self) {
         self.now = ms(self.start.elapsed());
         self.res.templates.refresh_date(unix_now_coarse());
+        self.res.ready = self.shared.ready.load(Ordering::Relaxed);
     }
 
     /// Runs until shutdown completes.
@@ -179,23 +235,28 @@ impl Worker {
             }
             self.tick();
             // A shutdown signal reported in this batch is handled before the batch's
-            // new connections, so that those are answered as part of the drain.
-            if self.drain_deadline.is_none()
-                && (self.shared.shutdown.load(Ordering::SeqCst)
-                    || events.iter().any(|e| e.token() == SIGNAL))
-            {
-                self.await_shutdown_flag();
-                self.begin_drain();
+            // new connections, so that those are answered as part of the drain (or,
+            // during a shutdown delay, get the not-ready health answer).
+            if self.drain_deadline.is_none() {
+                if events.iter().any(|e| e.token() == SIGNAL) {
+                    self.await_signal_handled();
+                }
+                if self.shared.shutdown.load(Ordering::SeqCst) {
+                    self.begin_drain();
+                }
             }
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
                     WAKER | SIGNAL => {}
+                    ADMIN_LISTENER => self.admin_accept(),
+                    Token(t) if t >= ADMIN_FIRST => self.admin_drive(t),
                     Token(t) => self.drive(t - FIRST_CONN, event.is_read_closed()),
                 }
             }
             self.drive_busy();
             self.expire_timers();
+            self.admin_time();
             if self.accept_retry_at.is_some_and(|t| t <= self.now) {
                 self.accept_all();
             }
@@ -222,14 +283,17 @@ impl Worker {
     }
 
     /// A signal is pending: the signal thread, woken by the same signal, logs
-    /// `shutdown_started` and sets the flag within microseconds. Waiting for that
-    /// (at most 100 ms, once per process) keeps the log in order and makes sure the
-    /// line is written before the workers can finish and the process exits.
-    fn await_shutdown_flag(&self) {
+    /// `shutdown_started` and clears `ready` (setting `shutdown` first when there is
+    /// no shutdown delay) within microseconds. Waiting for that (at most 100 ms, once
+    /// per process) keeps the log in order, makes sure the line is written before the
+    /// workers can finish and the process exits, and makes this batch's requests see
+    /// the new state.
+    fn await_signal_handled(&mut self) {
         let give_up = Instant::now() + Duration::from_millis(100);
-        while !self.shared.shutdown.load(Ordering::SeqCst) && Instant::now() < give_up {
+        while self.shared.ready.load(Ordering::SeqCst) && Instant::now() < give_up {
             std::thread::yield_now();
         }
+        self.res.ready = self.shared.ready.load(Ordering::SeqCst);
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
@@ -240,6 +304,7 @@ impl Worker {
             self.timers.next_deadline(),
             self.accept_retry_at,
             self.drain_deadline,
+            self.admin.as_ref().and_then(Admin::next_deadline),
         ]
         .into_iter()
         .flatten()
@@ -248,6 +313,31 @@ impl Worker {
         Some(Duration::from_millis(
             next.saturating_sub(ms(self.start.elapsed())) + 1,
         ))
+    }
+
+    // ----- the admin listener -----
+
+    fn admin_accept(&mut self) {
+        let view = admin_view(&self.res, self.start_time);
+        if let Some(a) = self.admin.as_mut() {
+            a.accept_all(self.poll.registry(), self.now, view);
+        }
+    }
+
+    fn admin_drive(&mut self, token: usize) {
+        let view = admin_view(&self.res, self.start_time);
+        if let Some(a) = self.admin.as_mut() {
+            if let Some(idx) = a.index_of(token) {
+                a.drive(idx, self.poll.registry(), self.now, view);
+            }
+        }
+    }
+
+    fn admin_time(&mut self) {
+        let view = admin_view(&self.res, self.start_time);
+        if let Some(a) = self.admin.as_mut() {
+            a.on_time(self.poll.registry(), self.now, view);
+        }
     }
 
     // ----- accepting -----

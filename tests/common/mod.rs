@@ -92,6 +92,20 @@ impl Server {
         self.addr.port()
     }
 
+    /// The admin listener's address, from its `event=admin_listening` line (logged
+    /// before `event=listening`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        let text = self.log_text();
+        text.lines()
+            .find(|l| l.contains("event=admin_listening"))
+            .and_then(|l| {
+                l.split_whitespace()
+                    .find_map(|kv| kv.strip_prefix("addr="))
+                    .and_then(|a| a.parse().ok())
+            })
+            .unwrap_or_else(|| panic!("no admin_listening line: {text}"))
+    }
+
     /// A client connected to 127.0.0.1 on the server's port.
     pub fn connect(&self) -> Client {
         Client::connect(SocketAddr::from(([127, 0, 0, 1], self.port())))
@@ -243,6 +257,19 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One `GET path` (or another `method`) on a new connection, with `Connection: close`;
+/// the response, read until the server closes.
+pub fn request(addr: SocketAddr, method: &str, path: &str) -> Response {
+    let mut c = Client::connect(addr);
+    c.send(format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes());
+    c.response(method == "HEAD")
+}
+
+/// [`request`] with `GET`.
+pub fn get(addr: SocketAddr, path: &str) -> Response {
+    request(addr, "GET", path)
 }
 
 /// One parsed response.
