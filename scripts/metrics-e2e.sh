@@ -3,7 +3,8 @@
 #   vrypt-server --statsd--> Etsy statsd (npm) --> carbon-cache (Debian) --> graphite-web /render
 #
 # Installs what is missing (Debian graphite-carbon, python3-whisper, graphite-web,
-# nodejs/npm; npm statsd@0.9.0 into a cache directory), builds the release binary,
+# nodejs/npm, starting none of their services; npm statsd@0.9.0 into a cache directory),
+# builds the release binary,
 # then runs two variants through scripts/metrics_e2e.py:
 #   fast            statsd flushInterval 1 s, carbon retention 1s:1h,1m:7d, 5,000 requests at 1,000/s
 #   graphite-statsd the graphite-statsd image's timing: flushInterval 10 s, retention 10s:6h,1m:7d,
@@ -32,14 +33,11 @@ fail() {
 
 # shellcheck source=scripts/lib/install.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/install.sh"
+# shellcheck source=scripts/lib/vrypt-bin.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/vrypt-bin.sh"
 
 # --- Debian packages -------------------------------------------------------
-missing=()
-for pkg in graphite-carbon python3-whisper graphite-web python3 nodejs npm; do
-    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
-        missing+=("$pkg")
-    fi
-done
+read -r -a missing <<<"$(apt_missing graphite-carbon python3-whisper graphite-web python3 nodejs npm)"
 # A node/npm installed some other way (nvm, tarball) is fine.
 if command -v node >/dev/null && command -v npm >/dev/null; then
     filtered=()
@@ -50,7 +48,7 @@ if command -v node >/dev/null && command -v npm >/dev/null; then
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "INFO: installing ${missing[*]}"
-    apt_install --no-recommends "${missing[@]}"
+    apt_install_no_start --no-recommends "${missing[@]}"
 fi
 for tool in /usr/bin/python3 /usr/bin/carbon-cache node npm; do
     command -v "$tool" >/dev/null || fail "$tool is missing after the install"
@@ -69,14 +67,7 @@ fi
 [ -f "$STATSD_JS" ] || fail "statsd $STATSD_VERSION not found at $STATSD_JS"
 
 # --- the binary ---------------------------------------------------------------
-if [ -n "${VRYPT_BIN:-}" ]; then
-    BIN=$VRYPT_BIN
-else
-    cargo build --release --quiet
-    BIN=$(cargo metadata --format-version 1 --no-deps |
-        /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/vrypt-server
-fi
-[ -x "$BIN" ] || fail "no vrypt-server binary at $BIN"
+BIN=$(vrypt_bin) || fail "no vrypt-server binary"
 echo "INFO: setup took $((SECONDS - START)) s; binary $BIN"
 
 # --- the variants -------------------------------------------------------------

@@ -28,92 +28,8 @@ import time
 import urllib.parse
 import urllib.request
 
-FAILURES = []
-
-
-def say(kind, msg):
-    print(f"{kind}: {msg}", flush=True)
-
-
-def check(ok, msg):
-    say("PASS" if ok else "FAIL", msg)
-    if not ok:
-        FAILURES.append(msg)
-    return ok
-
-
-def free_port(kind=socket.SOCK_STREAM):
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what, probe, timeout):
-    """Calls probe() until it returns something truthy; raises after timeout."""
-    deadline = time.monotonic() + timeout
-    last_error = None
-    while time.monotonic() < deadline:
-        try:
-            result = probe()
-            if result:
-                return result
-        except (OSError, ValueError) as e:
-            last_error = e
-        time.sleep(0.2)
-    raise RuntimeError(f"{what}: not ready within {timeout}s (last error: {last_error})")
-
-
-def tcp_open(port):
-    with socket.create_connection(("127.0.0.1", port), timeout=1):
-        return True
-
-
-class Daemons:
-    """Processes started here, stopped in reverse order by PID."""
-
-    def __init__(self, logdir):
-        self.logdir = logdir
-        self.procs = []
-
-    def start(self, name, argv, **kw):
-        log = open(os.path.join(self.logdir, f"{name}.log"), "wb")
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, **kw)
-        self.procs.append((name, proc, log))
-        say("INFO", f"started {name} pid={proc.pid}")
-        return proc
-
-    def alive(self, name):
-        for n, proc, _ in self.procs:
-            if n == name and proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.logdir}/{name}.log")
-
-    def stop(self, name, timeout=10):
-        for n, proc, log in self.procs:
-            if n != name:
-                continue
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    proc.wait()
-            log.close()
-            return proc.returncode
-        return None
-
-    def stop_all(self):
-        for name, _, _ in reversed(self.procs):
-            self.stop(name)
-
-    def tail(self, name, lines=30):
-        path = os.path.join(self.logdir, f"{name}.log")
-        try:
-            with open(path, "rb") as f:
-                return b"\n".join(f.read().splitlines()[-lines:]).decode(errors="replace")
-        except OSError:
-            return ""
-
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from e2e import FAILURES, Daemons, check, free_port, read_response, say, tcp_open, term_raises_exit, wait_for  # noqa: E402
 
 # ---------------------------------------------------------------------------
 # Configuration files.
@@ -222,31 +138,6 @@ FUNCTION_PLUGINS = []
 # Load: a paced HTTP/1.1 keep-alive client.
 
 
-def read_response(sock, buf):
-    """Reads one response; returns (status, rest_of_buffer)."""
-    while b"\r\n\r\n" not in buf:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise RuntimeError("connection closed before a full response head")
-        buf += chunk
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    status = int(lines[0].split(b" ")[1])
-    length = None
-    for h in lines[1:]:
-        k, _, v = h.partition(b":")
-        if k.strip().lower() == b"content-length":
-            length = int(v.strip())
-    if length is None:
-        raise RuntimeError("response without Content-Length")
-    while len(rest) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise RuntimeError("connection closed in the middle of a body")
-        rest += chunk
-    return status, rest[length:]
-
-
 def send_load(port, total, rate, conns):
     """Sends exactly `total` requests at about `rate` per second over `conns`
     keep-alive connections (round robin); returns (ok_count, seconds)."""
@@ -266,8 +157,8 @@ def send_load(port, total, rate, conns):
             time.sleep(delay)
         entry = socks[i % conns]
         entry[0].sendall(request)
-        status, entry[1] = read_response(entry[0], entry[1])
-        ok += status == 200
+        resp, entry[1], _ = read_response(entry[0], entry[1])
+        ok += resp.status == 200
     took = time.monotonic() - start
     for s, _ in socks:
         s.close()
@@ -312,6 +203,7 @@ def main():
     ap.add_argument("--artifacts", help="directory to copy the PNG chart and daemon logs to")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
+    term_raises_exit()
 
     flush_s = args.flush_ms / 1000.0
     root = tempfile.mkdtemp(prefix=f"vrypt-metrics-{args.name}-")
@@ -431,6 +323,9 @@ def main():
         except subprocess.TimeoutExpired:
             code = None
         check(code == 0, f"[{args.name}] vrypt-server exits 0 on SIGTERM in {time.monotonic() - t:.1f}s (code {code})")
+    except (SystemExit, KeyboardInterrupt) as e:  # a signal: report, clean up, pass it on
+        check(False, f"[{args.name}] interrupted ({type(e).__name__} {e})")
+        raise
     except Exception as e:  # report, clean up, fail
         check(False, f"[{args.name}] {type(e).__name__}: {e}")
         for name in ("vrypt-server", "statsd", "carbon-cache", "graphite-web"):
