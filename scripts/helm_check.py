@@ -65,7 +65,8 @@ from helm_python import chart as helm
 from helm_python.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
-from checks import CHECKS, Group, wait_until  # pylint: disable=wrong-import-position
+# pylint: disable-next=wrong-import-position
+from e2e import FAILURES, PASSES, SKIPS, check, say, skip, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART_DIR = ROOT / "helm" / "vrypt-server"
@@ -106,6 +107,75 @@ RESTRICTED_VOLUME_TYPES = {
     "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
     "persistentVolumeClaim", "projected", "secret",
 }
+
+
+# --- results (one line each, through scripts/lib/e2e.py) -------------------
+
+class Checks:
+    """The shared check/skip/say of scripts/lib/e2e.py, with a detail that is
+    printed only when the check fails."""
+
+    started = time.monotonic()
+
+    @staticmethod
+    def ok(name: str, condition: Any, detail: str = "") -> bool:
+        return bool(check(bool(condition), name if condition or not detail else f"{name}: {detail}"))
+
+    @classmethod
+    def fail(cls, name: str, detail: str) -> None:
+        cls.ok(name, False, detail)
+
+    @staticmethod
+    def skip(name: str, why: str) -> None:
+        skip(f"{name}: {why}")
+
+    @staticmethod
+    def info(text: str) -> None:
+        say("INFO", text)
+
+    @classmethod
+    def summary(cls, title: str) -> int:
+        took = time.monotonic() - cls.started
+        skipped = f", {len(SKIPS)} skipped" if SKIPS else ""
+        if FAILURES:
+            say("FAIL", f"{title}: {len(FAILURES)} of {len(PASSES) + len(FAILURES)} checks failed{skipped} "
+                        f"({took:.1f}s):")
+            for name in FAILURES:
+                print(f"  - {name[:200]}")
+            return 1
+        say("PASS", f"{title}: all {len(PASSES)} checks passed{skipped} ({took:.1f}s)")
+        return 0
+
+
+CHECKS = Checks
+
+
+class Group:
+    """Many assertions on one render, reported as one line (each failing
+    assertion is still named)."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.results: list[tuple[str, bool, str]] = []
+
+    def ok(self, name: str, condition: Any, detail: str = "") -> None:
+        self.results.append((name, bool(condition), detail))
+
+    def report(self) -> None:
+        failed = [(n, d) for n, c, d in self.results if not c]
+        if not failed:
+            CHECKS.ok(f"{self.title}: {len(self.results)} assertions", True)
+        for name, detail in failed:
+            CHECKS.fail(f"{self.title}: {name}", detail)
+
+
+def settle(what: str, probe: Callable[[], Any], timeout: float) -> bool:
+    """wait_for (bounded in time), as a yes/no."""
+    try:
+        wait_for(what, probe, timeout, interval=0.1)
+    except RuntimeError:
+        return False
+    return True
 
 
 # --- values and rendering ---------------------------------------------------
@@ -686,7 +756,7 @@ def check_renders(ch: Chart, scenarios: dict[str, dict[str, Any]], out: Path) ->
                 apis = (MONITORING_API,) if monitoring else ()
                 try:
                     render = ch.render(values, kube, apis)
-                except Exception as exc:  # pylint: disable=broad-except
+                except helm_python.HelmError as exc:
                     CHECKS.fail(f"render {name} k8s {kube}", str(exc))
                     continue
                 path = out / f"k8s-{kube}" / f"{name}.yaml"
@@ -712,7 +782,7 @@ def expect_refused(ch: Chart, name: str, values: dict[str, Any], needle: str = "
     message when given."""
     try:
         ch.render(values, KUBE_VERSIONS[-1])
-    except Exception as exc:  # pylint: disable=broad-except
+    except helm_python.HelmError as exc:
         reason = error_reason(exc)
         if CHECKS.ok(f"refused: {name}", needle in str(exc), f"message lacks {needle!r}: {reason}"):
             CHECKS.info(f"  -> {reason[:240]}")
@@ -795,7 +865,7 @@ def check_extra_cases(ch: Chart, binary: Path | None) -> None:
             values = {section: {key: form}}
             try:
                 render = ch.render(values, kube)
-            except Exception as exc:  # pylint: disable=broad-except
+            except helm_python.HelmError as exc:
                 bad.append(f"{form!r}: {error_reason(exc)}")
                 continue
             spec = pod_spec(render)
@@ -1008,7 +1078,7 @@ def check_pod_security_lookup(ch: Chart) -> None:
             init_on = ch.merged(values)["sysctlInitContainer"]["enabled"]
             try:
                 render = ch.render_against(cfg, values, kube, upgrade)
-            except Exception as exc:  # pylint: disable=broad-except
+            except helm_python.HelmError as exc:
                 message = str(exc)
                 if level:
                     CHECKS.ok(f"PSA lookup, {name}: refused with the way out",
@@ -1146,7 +1216,7 @@ def server_in_pod(ns: NetNs, binary: Path, render: Render, values: dict[str, Any
         try:
             admin = f"http://127.0.0.1:{srv['adminPort']}"
             # Like the startup probe: bounded retries until the admin port answers.
-            wait_until(lambda: proc.poll() is not None or ns.get([f"{admin}/healthz"])[0][0] == 200, 5, 0.2)
+            settle("admin /healthz", lambda: proc.poll() is not None or ns.get([f"{admin}/healthz"])[0][0] == 200, 5)
             listening = proc.poll() is None and "event=listening" in log_text()
             CHECKS.ok(f"{label}: server starts with the rendered args and env in the pod netns", listening,
                       log_text()[-800:])
@@ -1198,7 +1268,8 @@ def server_in_pod(ns: NetNs, binary: Path, render: Render, values: dict[str, Any
             grace = pod_spec(render)["terminationGracePeriodSeconds"]
             start = time.monotonic()
             proc.send_signal(signal.SIGTERM)
-            wait_until(lambda: "event=shutdown_started" in log_text() or proc.poll() is not None, 2)
+            settle("event=shutdown_started", lambda: "event=shutdown_started" in log_text() or proc.poll() is not None,
+                   2)
             if delay >= 1:
                 during = ns.get([f"{admin}/readyz", f"{admin}/healthz", main])
                 CHECKS.ok(f"{label}: during shutdownDelay /readyz -> 503, /healthz -> 200, / -> {status} "

@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# One result line per check, for the check scripts (sourced, not run).
+# One result line per check, for the shell check scripts (sourced, not run);
+# the same line format as scripts/lib/e2e.py for the Python ones.
 #
 # pass MSG...   "PASS: MSG"
 # fail MSG...   "FAIL: MSG", counted in CHECK_FAILED; the script goes on
