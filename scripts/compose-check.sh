@@ -430,4 +430,5 @@ kill "$service_pid"
 wait "$service_pid" 2>/dev/null || true
 service_pid=""
 
+info "compose-check: $SECONDS s"
 check_summary compose-check

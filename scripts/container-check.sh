@@ -224,7 +224,7 @@ for p in "${PLATFORMS[@]}"; do
   fi
   img_size[$arch]=$(podman image inspect --format '{{.Size}}' "$tag")
   pass "$platform: image built (--target prebuilt), ${img_size[$arch]} bytes"
-  before=$failures
+  before=$CHECK_FAILED
 
   cfg=$(podman image inspect --format '{{.Config.User}} {{range .Config.Env}}{{.}} {{end}}{{range $p, $_ := .Config.ExposedPorts}}{{$p}} {{end}}' "$tag")
   expect "$(printf '%s\n' "$cfg" | tr ' ' '\n' | grep -E '^(65532:65532|VRYPT_ADMIN_LISTEN=.*|[0-9]+/tcp)$' | sort | tr '\n' ' ')" \
@@ -293,7 +293,7 @@ for p in "${PLATFORMS[@]}"; do
     health_follows "$platform VRYPT_ADMIN_LISTEN=off --status 404 (GET / answers 404)" unhealthy \
       -e VRYPT_ADMIN_LISTEN=off "$tag" --status 404
   fi
-  ((failures == before)) && result[$arch]=PASS
+  ((CHECK_FAILED == before)) && result[$arch]=PASS
 done
 
 # ---- 5. multi-arch manifest list as an OCI archive -----------------------------------------------
@@ -352,4 +352,5 @@ else
   fail "amd64 image size '${img_size[amd64]:-none}' is not under 1 MiB"
 fi
 
+info "container-check: $SECONDS s"
 check_summary container-check

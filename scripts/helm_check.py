@@ -1,27 +1,39 @@
 #!/usr/bin/env python3
 """Offline proof of the vrypt-server Helm chart, with the real Helm library.
 
-Run through scripts/helm-check.sh, which installs the pinned tools first.
-There is no helm binary and no cluster here; instead:
+Run through scripts/helm-check.sh, which installs the pinned tools and
+builds the static server binary first. There is no helm binary and no
+cluster here; instead:
 
 1. Chart.yaml appVersion must equal the crate version in Cargo.toml.
 2. `helm lint --strict` (helm-python-sdk, i.e. Helm v4's Go library) for the
    defaults and every ci/*-values.yaml file, at every Kubernetes version.
 3. Render each scenario per Kubernetes version and validate the objects with
    `kubernetes-validate --strict` for that version.
-4. Assert on the rendered objects: init container present/absent and the
-   only privileged container, every other container "restricted", sysctl
-   commands exactly as configured, backlog env equal to somaxconn, HPA/PDB/
-   DaemonSet/exporter/ServiceMonitor shapes, the helm test pod.
-5. Values the chart must refuse are refused (schema and template checks).
-6. Package the chart and render the package.
-7. Under Podman: run the rendered init container command, privileged, in a
-   fresh network namespace shaped like a pod, read the sysctls back from an
-   unprivileged container in that namespace, check the host did not change,
-   check failures are loud; then run the real server binary in that
-   namespace with the rendered environment and read its listen backlog.
+4. Assert on the rendered objects: probes on the admin port, no preStop
+   hook, grace period = shutdownDelay + shutdownTimeout + 5 s, the init
+   container running the server image's `sysctl` subcommand and the only
+   privileged container, every other container "restricted", backlog env
+   equal to somaxconn, the main Service without any metrics port, the
+   metrics Service, the ServiceMonitor, the helm test pod.
+5. Values the chart must refuse are refused (schema and template checks);
+   every duration spelling the server accepts renders, and the server
+   binary parses what was rendered.
+6. The Pod Security lookup for real: Helm's `lookup` against a stub
+   Kubernetes API server on 127.0.0.1 that serves the release namespace
+   with or without a `pod-security.kubernetes.io/enforce` label.
+7. Package the chart and render the package.
+8. Under Podman: a FROM scratch image holding the static server binary;
+   the rendered init container (`vrypt-server sysctl ...`) runs in it,
+   `--privileged`, in a private network namespace shaped like a pod; the
+   values are read back as UID 65532 in that namespace, the host's stay
+   unchanged, failures print one line. Then the real server runs in that
+   namespace with the rendered container's args and env: every probe path
+   answers 2xx, the serving port answers the configured status, the listen
+   backlog equals the pod's somaxconn, the helm test commands pass, and
+   SIGTERM shows the shutdown delay (/readyz 503 while still serving).
 
-Prints one PASS/FAIL/INFO line per check; exits 1 when any check failed.
+Prints one PASS/FAIL/SKIP/INFO line per check; exits 1 when any check failed.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ import argparse
 import copy
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -37,30 +50,45 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import tomllib
-from pathlib import Path
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import helm_python
 import yaml
 from helm_python import _native
 from helm_python import chart as helm
+from helm_python.config import Config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
+# pylint: disable-next=wrong-import-position
+from e2e import FAILURES, PASSES, SKIPS, check, say, skip, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART_DIR = ROOT / "helm" / "vrypt-server"
 RELEASE = "ci"
 NAMESPACE = "vrypt"
 # Oldest version the chart supports (Chart.yaml kubeVersion), the last
-# without the preStop sleep action, and two newer ones. All are bundled by
-# kubernetes-validate 1.37.0 (it has 1.25 ... 1.37).
+# without the preStop sleep action (the chart no longer needs it), and two
+# newer ones. All are bundled by kubernetes-validate 1.37.0 (1.25 ... 1.37).
 KUBE_VERSIONS = ("1.25", "1.29", "1.31", "1.35")
 MONITORING_API = "monitoring.coreos.com/v1"
 CRATE_VERSION = tomllib.loads((ROOT / "Cargo.toml").read_text())["package"]["version"]
 CHART_META = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
 SERVER_IMAGE = f"ghcr.io/vrypt/vrypt-server:{CRATE_VERSION}"
 SERVER_UID = 65532
+GRACE_MARGIN_SECONDS = 5
+PSA_LABEL = "pod-security.kubernetes.io/enforce"
+# Headers the server manages (spec: refused by --header, case-insensitive).
+MANAGED_HEADERS = ("Content-Length", "Transfer-Encoding", "Connection", "Date", "Content-Type")
+# The server's duration grammar (every duration flag), at most 365 days.
+DURATION_RE = re.compile(r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)(ms|s|m|h)?$")
+DURATION_SCALE_MS = {"": 1000.0, "s": 1000.0, "ms": 1.0, "m": 60000.0, "h": 3600000.0}
+MAX_DURATION_MS = 365 * 86400 * 1000.0
 # Sysctls the "baseline"/"restricted" Pod Security levels allow in pod
 # securityContext.sysctls (Kubernetes 1.29+ policy).
 SAFE_SYSCTLS = {
@@ -81,31 +109,45 @@ RESTRICTED_VOLUME_TYPES = {
 }
 
 
+# --- results (one line each, through scripts/lib/e2e.py) -------------------
+
 class Checks:
-    """Counts results and prints one line per check."""
+    """The shared check/skip/say of scripts/lib/e2e.py, with a detail that is
+    printed only when the check fails."""
 
-    def __init__(self) -> None:
-        self.failed: list[str] = []
-        self.passed = 0
+    started = time.monotonic()
 
-    def ok(self, name: str, condition: bool, detail: str = "") -> bool:
-        if condition:
-            self.passed += 1
-            print(f"PASS {name}", flush=True)
-        else:
-            self.failed.append(name)
-            print(f"FAIL {name}{': ' + detail if detail else ''}", flush=True)
-        return condition
+    @staticmethod
+    def ok(name: str, condition: Any, detail: str = "") -> bool:
+        return bool(check(bool(condition), name if condition or not detail else f"{name}: {detail}"))
 
-    def fail(self, name: str, detail: str) -> None:
-        self.ok(name, False, detail)
+    @classmethod
+    def fail(cls, name: str, detail: str) -> None:
+        cls.ok(name, False, detail)
+
+    @staticmethod
+    def skip(name: str, why: str) -> None:
+        skip(f"{name}: {why}")
 
     @staticmethod
     def info(text: str) -> None:
-        print(f"INFO {text}", flush=True)
+        say("INFO", text)
+
+    @classmethod
+    def summary(cls, title: str) -> int:
+        took = time.monotonic() - cls.started
+        skipped = f", {len(SKIPS)} skipped" if SKIPS else ""
+        if FAILURES:
+            say("FAIL", f"{title}: {len(FAILURES)} of {len(PASSES) + len(FAILURES)} checks failed{skipped} "
+                        f"({took:.1f}s):")
+            for name in FAILURES:
+                print(f"  - {name[:200]}")
+            return 1
+        say("PASS", f"{title}: all {len(PASSES)} checks passed{skipped} ({took:.1f}s)")
+        return 0
 
 
-CHECKS = Checks()
+CHECKS = Checks
 
 
 class Group:
@@ -116,7 +158,7 @@ class Group:
         self.title = title
         self.results: list[tuple[str, bool, str]] = []
 
-    def ok(self, name: str, condition: bool, detail: str = "") -> None:
+    def ok(self, name: str, condition: Any, detail: str = "") -> None:
         self.results.append((name, bool(condition), detail))
 
     def report(self) -> None:
@@ -125,6 +167,15 @@ class Group:
             CHECKS.ok(f"{self.title}: {len(self.results)} assertions", True)
         for name, detail in failed:
             CHECKS.fail(f"{self.title}: {name}", detail)
+
+
+def settle(what: str, probe: Callable[[], Any], timeout: float) -> bool:
+    """wait_for (bounded in time), as a yes/no."""
+    try:
+        wait_for(what, probe, timeout, interval=0.1)
+    except RuntimeError:
+        return False
+    return True
 
 
 # --- values and rendering ---------------------------------------------------
@@ -168,17 +219,43 @@ class Render:
             raise AssertionError(f"expected one {kind}, found {len(found)}")
         return found[0]
 
+    def named(self, kind: str, name: str) -> dict[str, Any] | None:
+        found = [o for o in self.kinds(kind) if o["metadata"]["name"] == name]
+        return found[0] if found else None
+
     def workload(self) -> dict[str, Any]:
         found = self.kinds("Deployment") + self.kinds("DaemonSet")
         if len(found) != 1:
             raise AssertionError(f"expected one workload, found {len(found)}")
         return found[0]
 
-    def test_pod(self) -> dict[str, Any]:
-        return self.one("Pod")
+    def main_service(self) -> dict[str, Any]:
+        return self.named("Service", f"{RELEASE}-vrypt-server") or {}
+
+    def metrics_service(self) -> dict[str, Any] | None:
+        return self.named("Service", f"{RELEASE}-vrypt-server-metrics")
+
+    def test_pod(self) -> dict[str, Any] | None:
+        pods = self.kinds("Pod")
+        return pods[0] if pods else None
 
     def yaml_text(self) -> str:
         return "".join("---\n" + yaml.safe_dump(o, sort_keys=False) for o in self.objects)
+
+
+def render_options(kube: str, api_versions: tuple[str, ...], upgrade: bool = False) -> str:
+    # Chart.render() in helm-python-sdk 0.2.2 exposes no capabilities, but
+    # the library's render options take kube_version and api_versions
+    # (unknown option keys are rejected, so these are honoured): this is
+    # `helm template --kube-version ... --api-versions ...`.
+    return json.dumps({
+        "name": RELEASE,
+        "namespace": NAMESPACE,
+        "is_install": not upgrade,
+        "is_upgrade": upgrade,
+        "kube_version": f"v{kube}.0",
+        "api_versions": list(api_versions),
+    })
 
 
 class Chart:
@@ -190,22 +267,58 @@ class Chart:
         self.defaults = yaml.safe_load((path / "values.yaml").read_text())
 
     def render(self, values: dict[str, Any], kube: str, api_versions: tuple[str, ...] = ()) -> Render:
-        # Chart.render() in helm-python-sdk 0.2.2 exposes no capabilities, but
-        # the library's render options take kube_version and api_versions
-        # (unknown option keys are rejected, so these are honoured): this is
-        # `helm template --kube-version ... --api-versions ...`.
-        opts = {
-            "name": RELEASE,
-            "namespace": NAMESPACE,
-            "is_install": True,
-            "kube_version": f"v{kube}.0",
-            "api_versions": list(api_versions),
-        }
-        raw = _native.call_string("helm_render", self.chart._raw(), json.dumps(values), json.dumps(opts))
+        """Offline, like `helm template`: `lookup` returns nothing."""
+        raw = _native.call_string("helm_render", self.chart._raw(), json.dumps(values),
+                                  render_options(kube, api_versions))
+        return Render(json.loads(raw))
+
+    def render_against(self, cfg: Config, values: dict[str, Any], kube: str, upgrade: bool = False) -> Render:
+        """Cluster-aware, like `helm install/upgrade`: `lookup` asks the API
+        server `cfg` points at (helm-python-sdk Config.render, with the same
+        options as render())."""
+        raw = _native.call_string("helm_render_with_config", cfg._raw(), self.chart._raw(), json.dumps(values),
+                                  render_options(kube, (), upgrade))
         return Render(json.loads(raw))
 
     def merged(self, values: dict[str, Any]) -> dict[str, Any]:
         return merge(self.defaults, values)
+
+
+def error_reason(exc: Exception) -> str:
+    """The interesting line of a Helm render error."""
+    lines = [line.strip(" -") for line in str(exc).splitlines() if line.strip()]
+    if lines and lines[0].startswith("values don't meet"):
+        return " / ".join(lines[2:5])
+    return lines[0] if lines else repr(exc)
+
+
+# --- durations, as the server parses them -----------------------------------
+
+def duration_text(value: Any) -> str:
+    """What the chart must hand the server for a duration value."""
+    if isinstance(value, bool):
+        raise TypeError("a boolean is not a duration")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:.9f}".rstrip("0")
+    return str(value)
+
+
+def duration_ms(value: Any) -> float:
+    text = duration_text(value)
+    m = DURATION_RE.match(text)
+    if not m:
+        raise ValueError(f"{text!r} is not a duration")
+    number = text[:len(text) - len(m.group(3) or "")]
+    return float(number) * DURATION_SCALE_MS[m.group(3) or ""]
+
+
+def expected_grace(values: dict[str, Any]) -> int:
+    if values.get("terminationGracePeriodSeconds") is not None:
+        return int(values["terminationGracePeriodSeconds"])
+    total = duration_ms(values["server"]["shutdownDelay"]) + duration_ms(values["server"]["shutdownTimeout"])
+    return math.ceil(total / 1000) + GRACE_MARGIN_SECONDS
 
 
 # --- Pod Security "restricted" ----------------------------------------------
@@ -273,13 +386,31 @@ def env_of(c: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e.get("value") for e in c.get("env") or []}
 
 
-def init_sysctls(spec: dict[str, Any]) -> dict[str, str] | None:
-    """The sysctls the init container's script sets, parsed from the script."""
+def container_port(c: dict[str, Any], port: Any) -> int | None:
+    """A probe's or Service's port (a number or a container port name)."""
+    if isinstance(port, int):
+        return port
+    for p in c.get("ports") or []:
+        if p["name"] == port:
+            return int(p["containerPort"])
+    return None
+
+
+def init_container(spec: dict[str, Any]) -> dict[str, Any] | None:
     inits = [c for c in spec.get("initContainers") or [] if c["name"] == "sysctl"]
-    if not inits:
+    return inits[0] if inits else None
+
+
+def init_sysctls(spec: dict[str, Any]) -> dict[str, str] | None:
+    """The sysctls the init container sets, parsed from its args
+    (`sysctl NAME=VALUE...`)."""
+    init = init_container(spec)
+    if init is None:
         return None
-    script = inits[0]["command"][2]
-    return {k: v for k, v in re.findall(r"^apply '([^']+)' '([^']*)'$", script, re.M)}
+    args = init.get("args") or []
+    if args[:1] != ["sysctl"]:
+        return {}
+    return dict(a.split("=", 1) for a in args[1:])
 
 
 def expected_init_sysctls(values: dict[str, Any]) -> dict[str, str]:
@@ -301,6 +432,19 @@ def expected_backlog(values: dict[str, Any]) -> str | None:
     return None
 
 
+def expected_test_urls(values: dict[str, Any]) -> dict[str, str]:
+    """helm test containers -> the URL each must get 2xx/3xx from."""
+    out = {}
+    status = values["response"].get("status") or 200
+    path = values["server"]["healthPath"] or ("/" if status < 400 else "")
+    if path:
+        out["http"] = f"http://{RELEASE}-vrypt-server.{NAMESPACE}.svc:{values['service']['port']}{path}"
+    if values["metricsService"]["enabled"]:
+        out["admin"] = (f"http://{RELEASE}-vrypt-server-metrics.{NAMESPACE}.svc:"
+                        f"{values['metricsService']['port']}/readyz")
+    return out
+
+
 def image_pinned(ref: str) -> bool:
     if "@sha256:" in ref:
         return True
@@ -310,10 +454,11 @@ def image_pinned(ref: str) -> bool:
 
 # --- per-render assertions ----------------------------------------------------
 
-def check_render(ok: Callable[..., None], kube: str, values: dict[str, Any], render: Render) -> None:
+def check_render(ok: Callable[..., None], values: dict[str, Any], render: Render) -> None:
     """Assertions that hold for every scenario."""
     workload = render.workload()
     spec = pod_spec(render)
+    srv = values["server"]
     ok(f"workload kind is {values['kind']}", workload["kind"] == values["kind"])
     server = container(spec, "server")
     ok("server image defaults to the appVersion tag", server["image"] == SERVER_IMAGE, server["image"])
@@ -339,39 +484,49 @@ def check_render(ok: Callable[..., None], kube: str, values: dict[str, Any], ren
     ok("no API token and no service links", spec.get("automountServiceAccountToken") is False
        and spec.get("enableServiceLinks") is False)
 
-    # Serving port and probes.
-    port = values["server"]["port"]
-    ok("container port http", server["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}])
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        get = (server.get(probe) or {}).get("httpGet") or {}
-        ok(f"{probe} GET / on the serving port", get.get("path") == "/" and get.get("port") == "http")
+    # Ports, admin listener and probes: all probes on the admin port.
     env = env_of(server)
-    ok("VRYPT_PORT", env.get("VRYPT_PORT") == str(port))
+    ok("container ports http and admin", server["ports"] == [
+        {"name": "http", "containerPort": srv["port"], "protocol": "TCP"},
+        {"name": "admin", "containerPort": srv["adminPort"], "protocol": "TCP"}], json.dumps(server["ports"]))
+    ok("VRYPT_PORT", env.get("VRYPT_PORT") == str(srv["port"]))
+    ok(f"VRYPT_ADMIN_LISTEN {srv['adminHost']}:{srv['adminPort']}",
+       env.get("VRYPT_ADMIN_LISTEN") == f"{srv['adminHost']}:{srv['adminPort']}", str(env.get("VRYPT_ADMIN_LISTEN")))
+    for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = (server.get(probe) or {}).get("httpGet") or {}
+        ok(f"{probe} GET {path} on the admin port",
+           get.get("path") == path and container_port(server, get.get("port")) == srv["adminPort"], json.dumps(get))
+    ok("health path", env.get("VRYPT_HEALTH_PATH") == (srv["healthPath"] or None), str(env.get("VRYPT_HEALTH_PATH")))
+    status = values["response"].get("status")
+    ok("VRYPT_STATUS", env.get("VRYPT_STATUS") == (str(status) if status else None))
 
-    # Shutdown: grace period longer than preStop sleep + server drain.
-    shutdown = values["server"]["shutdownTimeoutSeconds"]
-    ok("VRYPT_SHUTDOWN_TIMEOUT", env.get("VRYPT_SHUTDOWN_TIMEOUT") == f"{shutdown}s")
-    pre_stop = ((server.get("lifecycle") or {}).get("preStop") or {}).get("sleep", {}).get("seconds", 0)
-    want_pre_stop = values["server"]["preStopSleepSeconds"] if tuple(map(int, kube.split("."))) >= (1, 30) else 0
-    ok(f"preStop sleep {want_pre_stop}s", pre_stop == want_pre_stop)
+    # Shutdown: the server's own delay instead of a preStop hook, and a
+    # grace period computed from both durations.
+    ok("no lifecycle hooks (no preStop sleep on any version)", "lifecycle" not in server)
+    ok("VRYPT_SHUTDOWN_DELAY", env.get("VRYPT_SHUTDOWN_DELAY") == duration_text(srv["shutdownDelay"]),
+       str(env.get("VRYPT_SHUTDOWN_DELAY")))
+    ok("VRYPT_SHUTDOWN_TIMEOUT", env.get("VRYPT_SHUTDOWN_TIMEOUT") == duration_text(srv["shutdownTimeout"]),
+       str(env.get("VRYPT_SHUTDOWN_TIMEOUT")))
     grace = spec["terminationGracePeriodSeconds"]
-    ok(f"terminationGracePeriodSeconds {grace} > preStop {pre_stop} + shutdown {shutdown}",
-       grace > pre_stop + shutdown)
+    needed = (duration_ms(srv["shutdownDelay"]) + duration_ms(srv["shutdownTimeout"])) / 1000
+    ok(f"terminationGracePeriodSeconds {grace} = ceil(delay + timeout = {needed:g}s) + {GRACE_MARGIN_SECONDS}",
+       grace == expected_grace(values) and grace > needed)
 
-    # Sysctls and the backlog that follows net.core.somaxconn.
+    # Sysctls: the server image's own subcommand; the backlog follows somaxconn.
     want_init = expected_init_sysctls(values)
     got_init = init_sysctls(spec)
     if want_init:
-        init = spec["initContainers"][0]
-        isc = init["securityContext"]
+        init = init_container(spec) or {}
+        isc = init.get("securityContext")
         ok("init container sets exactly the configured sysctls", got_init == want_init,
            f"got {got_init}, want {want_init}")
+        ok("init container runs the server image: args sysctl NAME=VALUE..., no command, no shell",
+           init.get("image") == server["image"] and "command" not in init
+           and init.get("args") == ["sysctl", *[f"{k}={v}" for k, v in sorted(want_init.items())]]
+           and init.get("imagePullPolicy") == server["imagePullPolicy"], json.dumps(init.get("args")))
         ok("init container privileged root, read-only rootfs",
            isc == {"privileged": True, "runAsNonRoot": False, "runAsUser": 0, "readOnlyRootFilesystem": True},
            json.dumps(isc))
-        ok("init container command is /bin/sh -c script", init["command"][:2] == ["/bin/sh", "-c"]
-           and "set -eu" in init["command"][2])
-        ok("init container image pinned", image_pinned(init["image"]), init["image"])
         req = init["resources"]["requests"]
         ok("init container tiny requests", req == {"cpu": "10m", "memory": "8Mi"}, json.dumps(req))
     else:
@@ -381,7 +536,7 @@ def check_render(ok: Callable[..., None], kube: str, values: dict[str, Any], ren
     ok(f"VRYPT_BACKLOG follows somaxconn ({expected_backlog(values)})",
        env.get("VRYPT_BACKLOG") == expected_backlog(values), str(env.get("VRYPT_BACKLOG")))
 
-    # Metrics.
+    # StatsD.
     exporter = values["statsdExporter"]["enabled"]
     sidecar = f"127.0.0.1:{values['statsdExporter']['statsdPort']}"
     statsd = values["statsd"]["target"] or (sidecar if exporter else "off")
@@ -389,24 +544,52 @@ def check_render(ok: Callable[..., None], kube: str, values: dict[str, Any], ren
     names = [c["name"] for c in spec["containers"]]
     ok("containers", names == (["server", "statsd-exporter"] if exporter else ["server"]), str(names))
 
-    # Service and the helm test pod.
-    svc = render.one("Service")
+    # Services: the main one has the serving port only, whatever its type;
+    # the metrics Service (ClusterIP) has the admin port (and the exporter).
+    svc = render.main_service()
     pod_labels = workload["spec"]["template"]["metadata"]["labels"]
+    selector = workload["spec"]["selector"]["matchLabels"]
     ok("Service selects the pods", all(pod_labels.get(k) == v for k, v in svc["spec"]["selector"].items())
-       and workload["spec"]["selector"]["matchLabels"] == svc["spec"]["selector"])
-    http = [p for p in svc["spec"]["ports"] if p["name"] == "http"]
-    ok("Service http port", len(http) == 1 and http[0]["targetPort"] == "http"
-       and http[0]["port"] == values["service"]["port"])
+       and selector == svc["spec"]["selector"])
+    ok("main Service: only the http port (no admin or metrics port on it)",
+       [(p["name"], p["targetPort"], p["port"]) for p in svc["spec"]["ports"]]
+       == [("http", "http", values["service"]["port"])], json.dumps(svc["spec"]["ports"]))
+    msvc = render.metrics_service()
+    if values["metricsService"]["enabled"]:
+        want_ports = [("admin", "admin", values["metricsService"]["port"])]
+        if exporter:
+            want_ports.append(("exporter", "exporter", values["statsdExporter"]["metricsPort"]))
+        ok("metrics Service: ClusterIP, admin (+ exporter) ports, not-ready pods included",
+           msvc is not None and msvc["spec"]["type"] == "ClusterIP"
+           and [(p["name"], p["targetPort"], p["port"]) for p in msvc["spec"]["ports"]] == want_ports
+           and msvc["spec"]["selector"] == selector and msvc["spec"].get("publishNotReadyAddresses") is True
+           and msvc["metadata"]["labels"].get("app.kubernetes.io/component") == "metrics",
+           json.dumps(msvc))
+        ok("admin Service port targets the admin container port",
+           container_port(server, "admin") == srv["adminPort"])
+    else:
+        ok("no metrics Service", msvc is None)
+    ok("no Service other than main and metrics", len(render.kinds("Service")) == 1 + (msvc is not None))
+
+    # The helm test pod: the healthcheck subcommand, per URL that must be 2xx.
     test = render.test_pod()
-    tc = test["spec"]["containers"][0]
-    url = f"http://{svc['metadata']['name']}.{NAMESPACE}.svc:{values['service']['port']}/"
-    ok("helm test pod runs the server image's healthcheck against the Service",
-       test["metadata"]["annotations"].get("helm.sh/hook") == "test" and tc["image"] == server["image"]
-       and tc["args"][:3] == ["healthcheck", "--url", url], json.dumps(tc.get("args")))
-    ok("helm test pod is restricted", restricted_violations(test) == [], "; ".join(restricted_violations(test)))
+    want_urls = expected_test_urls(values)
+    if want_urls:
+        got_urls = {c["name"]: c["args"][2] for c in test["spec"]["containers"]} if test else {}
+        ok("helm test pod runs the server image's healthcheck per URL", test is not None
+           and test["metadata"]["annotations"].get("helm.sh/hook") == "test" and got_urls == want_urls
+           and all(c["image"] == server["image"] and c["args"][:2] == ["healthcheck", "--url"]
+                   for c in test["spec"]["containers"]), f"got {got_urls}, want {want_urls}")
+        ok("helm test pod is restricted", restricted_violations(test) == [], "; ".join(restricted_violations(test)))
+        labels = test["metadata"]["labels"]
+        ok("helm test pod does not carry the workload's selector labels",
+           not all(labels.get(k) == v for k, v in selector.items()), json.dumps(labels))
+    else:
+        ok("no helm test pod (nothing must answer 2xx)", test is None)
     images = [c["image"] for c in (spec.get("initContainers") or []) + spec["containers"]]
     ok("every image pinned", all(image_pinned(i) for i in images), str(images))
-    ok("NOTES.txt rendered", f"vrypt-server {CRATE_VERSION} is installed" in render.notes)
+    ok("NOTES.txt rendered", f"vrypt-server {CRATE_VERSION} is installed" in render.notes
+       and "/healthz" in render.notes and "/readyz" in render.notes)
 
 
 def check_scenario(ok: Callable[..., None], label: str, values: dict[str, Any], render: Render,
@@ -414,9 +597,11 @@ def check_scenario(ok: Callable[..., None], label: str, values: dict[str, Any], 
     """Assertions specific to one ci values file."""
     workload = render.workload()
     spec = pod_spec(render)
+    server = container(spec, "server")
+    env = env_of(server)
     hpas, pdbs, monitors = render.kinds("HorizontalPodAutoscaler"), render.kinds("PodDisruptionBudget"), \
         render.kinds("ServiceMonitor")
-    if label in ("default", "init-off", "sysctls"):
+    if label in ("default", "init-off", "sysctls", "status-404", "status-503"):
         ok("Deployment replicas 2, PDB maxUnavailable 1, no HPA",
            workload["spec"].get("replicas") == 2 and len(pdbs) == 1
            and pdbs[0]["spec"].get("maxUnavailable") == 1 and not hpas)
@@ -425,16 +610,19 @@ def check_scenario(ok: Callable[..., None], label: str, values: dict[str, Any], 
            len(tsc) == 1 and tsc[0]["labelSelector"]["matchLabels"] == workload["spec"]["selector"]["matchLabels"]
            and tsc[0]["whenUnsatisfiable"] == "ScheduleAnyway")
     if label == "default":
-        ok("sysctl defaults", init_sysctls(spec) == {
+        ok("sysctl defaults: no outbound-only sysctls", init_sysctls(spec) == {
             "net.core.somaxconn": "65535", "net.ipv4.tcp_max_syn_backlog": "65535",
-            "net.ipv4.ip_local_port_range": "1024 65535", "net.ipv4.tcp_tw_reuse": "1",
-            "net.ipv4.tcp_fin_timeout": "15"})
-        ok("VRYPT_BACKLOG 65535", env_of(container(spec, "server")).get("VRYPT_BACKLOG") == "65535")
+            "net.ipv4.tcp_fin_timeout": "15"}, str(init_sysctls(spec)))
+        ok("VRYPT_BACKLOG 65535", env.get("VRYPT_BACKLOG") == "65535")
+        ok("shutdown defaults: delay 5s, timeout 10s, grace 20",
+           env.get("VRYPT_SHUTDOWN_DELAY") == "5s" and env.get("VRYPT_SHUTDOWN_TIMEOUT") == "10s"
+           and spec["terminationGracePeriodSeconds"] == 20)
+        ok("admin listener [::]:9901", env.get("VRYPT_ADMIN_LISTEN") == "[::]:9901")
         ok("NOTES explain where the init container is forbidden and how to turn it off",
            "GKE Autopilot" in render.notes and "sysctlInitContainer.enabled=false" in render.notes)
     if label == "init-off":
         ok("whole pod passes Pod Security 'restricted'", restricted_violations(workload["spec"]["template"]) == [])
-        ok("no VRYPT_BACKLOG without a somaxconn", "VRYPT_BACKLOG" not in env_of(container(spec, "server")))
+        ok("no VRYPT_BACKLOG without a somaxconn", "VRYPT_BACKLOG" not in env)
     if label == "daemonset":
         ok("DaemonSet without replicas, HPA, PDB or spread constraints",
            "replicas" not in workload["spec"] and not hpas and not pdbs and not spec.get("topologySpreadConstraints"))
@@ -457,38 +645,55 @@ def check_scenario(ok: Callable[..., None], label: str, values: dict[str, Any], 
            exporter["image"] == "docker.io/prom/statsd-exporter:v0.28.0")
         ok("exporter listens for StatsD on pod loopback UDP 9125",
            "--statsd.listen-udp=127.0.0.1:9125" in exporter["args"] and "--statsd.listen-tcp=" in exporter["args"])
-        ok("VRYPT_STATSD_TAGS", env_of(container(spec, "server")).get("VRYPT_STATSD_TAGS") == "cluster:ci")
-        svc = render.one("Service")
-        metrics = [p for p in svc["spec"]["ports"] if p["name"] == "metrics"]
-        ok("Service metrics port 9102", metrics == [{"name": "metrics", "port": 9102, "targetPort": "metrics",
-                                                     "protocol": "TCP"}])
+        ok("exporter container port 'exporter' 9102",
+           exporter["ports"] == [{"name": "exporter", "containerPort": 9102, "protocol": "TCP"}])
+        ok("VRYPT_STATSD_TAGS", env.get("VRYPT_STATSD_TAGS") == "cluster:ci")
         cm = render.one("ConfigMap")
         ok("exporter mapping ConfigMap mounted", "vrypt.responses.*" in cm["data"]["mapping.yaml"]
            and exporter["volumeMounts"][0]["mountPath"] == "/etc/statsd-exporter"
            and spec["volumes"][0]["configMap"]["name"] == cm["metadata"]["name"])
         if with_monitoring:
             sm = monitors[0] if len(monitors) == 1 else {}
+            endpoints = sm.get("spec", {}).get("endpoints", [])
+            selected = [s["metadata"]["name"] for s in render.kinds("Service")
+                        if all(s["metadata"]["labels"].get(k) == v
+                               for k, v in sm.get("spec", {}).get("selector", {}).get("matchLabels", {}).items())]
             ok("ServiceMonitor when monitoring.coreos.com/v1 exists",
                sm.get("apiVersion") == MONITORING_API
-               and sm["spec"]["endpoints"][0]["port"] == "metrics"
-               and sm["spec"]["endpoints"][0]["interval"] == "30s"
-               and all(svc["metadata"]["labels"].get(k) == v for k, v in sm["spec"]["selector"]["matchLabels"].items())
                and sm["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
-               and sm["metadata"]["labels"].get("release") == "prometheus")
+               and sm["metadata"]["labels"].get("release") == "prometheus", json.dumps(sm))
+            ok("ServiceMonitor scrapes /metrics on the admin port, then the exporter",
+               [(e["port"], e["path"], e["interval"]) for e in endpoints]
+               == [("admin", "/metrics", "30s"), ("exporter", "/metrics", "30s")], json.dumps(endpoints))
+            ok("ServiceMonitor selects the metrics Service only", selected == [f"{RELEASE}-vrypt-server-metrics"],
+               str(selected))
         else:
             ok("no ServiceMonitor without monitoring.coreos.com/v1, NOTES warn",
                not monitors and "no ServiceMonitor" in render.notes)
     if label == "sysctls":
-        ok("custom sysctls, tcp_tw_reuse dropped", init_sysctls(spec) == {
+        ok("custom sysctls, tcp_fin_timeout dropped", init_sysctls(spec) == {
             "net.core.somaxconn": "32768", "net.ipv4.tcp_max_syn_backlog": "8192",
-            "net.ipv4.ip_local_port_range": "10000 60999", "net.ipv4.tcp_fin_timeout": "30",
-            "net.ipv4.tcp_keepalive_time": "600", "net.ipv4.tcp_syncookies": "1"})
-        ok("VRYPT_BACKLOG 32768", env_of(container(spec, "server")).get("VRYPT_BACKLOG") == "32768")
+            "net.ipv4.tcp_keepalive_time": "600", "net.ipv4.tcp_syncookies": "1"}, str(init_sysctls(spec)))
+        ok("VRYPT_BACKLOG 32768", env.get("VRYPT_BACKLOG") == "32768")
+    if label == "status-404":
+        ok("404 default backend: status, body, /healthz on the serving port",
+           env.get("VRYPT_STATUS") == "404" and env.get("VRYPT_BODY") == "default backend - 404"
+           and env.get("VRYPT_HEALTH_PATH") == "/healthz")
+    if label == "status-503":
+        ok("503 maintenance: status, Retry-After, durations 1.5 and 500ms, grace 7",
+           env.get("VRYPT_STATUS") == "503" and env.get("VRYPT_HEADER") == "Retry-After: 120"
+           and env.get("VRYPT_SHUTDOWN_DELAY") == "1.5" and env.get("VRYPT_SHUTDOWN_TIMEOUT") == "500ms"
+           and spec["terminationGracePeriodSeconds"] == 7)
+        ok("503: the helm test checks only the admin port", list(expected_test_urls(values)) == ["admin"])
     if label != "metrics":
         ok("no exporter, ConfigMap or ServiceMonitor", not render.kinds("ConfigMap") and not monitors)
 
 
 # --- the steps ----------------------------------------------------------------
+
+def run(cmd: list[str], timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, **kw)
+
 
 def check_versions() -> None:
     app = str(CHART_META["appVersion"])
@@ -551,7 +756,7 @@ def check_renders(ch: Chart, scenarios: dict[str, dict[str, Any]], out: Path) ->
                 apis = (MONITORING_API,) if monitoring else ()
                 try:
                     render = ch.render(values, kube, apis)
-                except Exception as exc:  # pylint: disable=broad-except
+                except helm_python.HelmError as exc:
                     CHECKS.fail(f"render {name} k8s {kube}", str(exc))
                     continue
                 path = out / f"k8s-{kube}" / f"{name}.yaml"
@@ -561,9 +766,9 @@ def check_renders(ch: Chart, scenarios: dict[str, dict[str, Any]], out: Path) ->
                 objects += len([o for o in render.objects if o["kind"] != "ServiceMonitor"])
                 group = Group(f"render {name} k8s {kube}")
                 try:
-                    check_render(group.ok, kube, merged, render)
+                    check_render(group.ok, merged, render)
                     check_scenario(group.ok, label, merged, render, monitoring)
-                except (AssertionError, KeyError, IndexError, TypeError) as exc:
+                except (AssertionError, KeyError, IndexError, TypeError, ValueError) as exc:
                     group.ok("object shape", False, repr(exc))
                 group.report()
                 latest[name] = render
@@ -572,7 +777,20 @@ def check_renders(ch: Chart, scenarios: dict[str, dict[str, Any]], out: Path) ->
     return latest
 
 
-def check_extra_cases(ch: Chart) -> None:
+def expect_refused(ch: Chart, name: str, values: dict[str, Any], needle: str = "") -> None:
+    """The render must fail (schema or template), with `needle` in the
+    message when given."""
+    try:
+        ch.render(values, KUBE_VERSIONS[-1])
+    except helm_python.HelmError as exc:
+        reason = error_reason(exc)
+        if CHECKS.ok(f"refused: {name}", needle in str(exc), f"message lacks {needle!r}: {reason}"):
+            CHECKS.info(f"  -> {reason[:240]}")
+    else:
+        CHECKS.fail(f"refused: {name}", "rendered without error")
+
+
+def check_extra_cases(ch: Chart, binary: Path | None) -> None:
     """Value combinations beyond the ci files, and values that must fail."""
     kube = KUBE_VERSIONS[-1]
     cases = {
@@ -586,9 +804,6 @@ def check_extra_cases(ch: Chart) -> None:
         render = ch.render(values, kube)
         got = env_of(container(pod_spec(render), "server")).get("VRYPT_BACKLOG")
         CHECKS.ok(f"backlog case '{name}': VRYPT_BACKLOG={want}", got == want, str(got))
-    render = ch.render({"server": {"shutdownTimeoutSeconds": 30}, "terminationGracePeriodSeconds": None}, "1.29")
-    CHECKS.ok("shutdown 30s on k8s 1.29: grace period 35, no preStop",
-              pod_spec(render)["terminationGracePeriodSeconds"] == 35)
     for pdb, want in (({"minAvailable": "50%"}, {"minAvailable": "50%"}),
                       ({"maxUnavailable": 0}, {"maxUnavailable": 0})):
         spec = ch.render({"podDisruptionBudget": pdb}, kube).one("PodDisruptionBudget")["spec"]
@@ -599,40 +814,156 @@ def check_extra_cases(ch: Chart) -> None:
     render = ch.render(openshift, kube)
     pods = [render.workload()["spec"]["template"], render.test_pod()]
     CHECKS.ok("OpenShift values (UID left to the SCC): no runAsUser, still 'restricted'",
-              "runAsUser" not in json.dumps(pods) and all(restricted_violations(p) == [] for p in pods))
+              "runAsUser" not in json.dumps(pods) and all(restricted_violations(p) == [] for p in pods if p))
     render = ch.render({"image": {"digest": "sha256:" + "a" * 64}}, kube)
-    CHECKS.ok("image digest wins over the tag",
-              container(pod_spec(render), "server")["image"] == "ghcr.io/vrypt/vrypt-server@sha256:" + "a" * 64)
+    spec = pod_spec(render)
+    CHECKS.ok("image digest wins over the tag, in the server and the init container",
+              container(spec, "server")["image"] == "ghcr.io/vrypt/vrypt-server@sha256:" + "a" * 64
+              and (init_container(spec) or {}).get("image") == container(spec, "server")["image"])
     render = ch.render({"extraArgs": ["--workers", "2"], "extraEnv": [{"name": "X", "value": "1"}],
-                        "response": {"status": 204, "headers": ["X-A: 1", "X-B: 2"], "serverHeader": False}}, kube)
+                        "response": {"status": 204, "headers": ["X-A: 1", "Server: edge", "x-date-ish: 2"],
+                                     "serverHeader": False}}, kube)
     server = container(pod_spec(render), "server")
     env = env_of(server)
-    CHECKS.ok("extraArgs, extraEnv and response settings reach the server",
+    CHECKS.ok("extraArgs, extraEnv and response settings reach the server (own Server header when serverHeader "
+              "is false)",
               server["args"] == ["--workers", "2"] and env.get("X") == "1" and env.get("VRYPT_STATUS") == "204"
-              and env.get("VRYPT_HEADER") == "X-A: 1\nX-B: 2" and env.get("VRYPT_NO_SERVER_HEADER") == "1")
+              and env.get("VRYPT_HEADER") == "X-A: 1\nServer: edge\nx-date-ish: 2"
+              and env.get("VRYPT_NO_SERVER_HEADER") == "1")
+
+    # A LoadBalancer with everything metrics-related on: nothing but the
+    # serving port on the load balancer.
+    render = ch.render({"service": {"type": "LoadBalancer"}, "statsdExporter": {"enabled": True},
+                        "serviceMonitor": {"enabled": True, "scrapeExporter": True}}, kube, (MONITORING_API,))
+    lb, msvc = render.main_service(), render.metrics_service() or {}
+    CHECKS.ok("service.type=LoadBalancer: only http on the LB, admin and exporter on the ClusterIP metrics Service",
+              lb["spec"]["type"] == "LoadBalancer" and [p["name"] for p in lb["spec"]["ports"]] == ["http"]
+              and msvc.get("spec", {}).get("type") == "ClusterIP"
+              and [p["name"] for p in msvc["spec"]["ports"]] == ["admin", "exporter"],
+              json.dumps([lb["spec"], msvc.get("spec")]))
+    render = ch.render({"metricsService": {"enabled": False}, "response": {"status": 404}}, kube)
+    CHECKS.ok("status 404 without metrics Service or health path: no helm test pod, no metrics Service",
+              render.test_pod() is None and render.metrics_service() is None)
+
+    # Durations: every spelling the server accepts, for every duration value.
+    shutdown_forms: list[Any] = ["10", "10s", "1.5s", "500ms", "2m", "1h", "0", ".5", "1.", "0.25s", 10, 1.5, 0,
+                                 0.00001]
+    timeout_forms: list[Any] = ["10", "10s", "1.5s", "500ms", "2m", "1h", ".5", "1.", "10ms", 10, 1.5, 0.01]
+    fields = [("server.shutdownDelay", shutdown_forms), ("server.shutdownTimeout", shutdown_forms),
+              ("server.headerTimeout", timeout_forms), ("server.idleTimeout", timeout_forms),
+              ("server.bodyTimeout", timeout_forms), ("server.writeTimeout", timeout_forms),
+              ("statsd.interval", timeout_forms)]
+    env_names = {"server.shutdownDelay": "VRYPT_SHUTDOWN_DELAY", "server.shutdownTimeout": "VRYPT_SHUTDOWN_TIMEOUT",
+                 "server.headerTimeout": "VRYPT_HEADER_TIMEOUT", "server.idleTimeout": "VRYPT_IDLE_TIMEOUT",
+                 "server.bodyTimeout": "VRYPT_BODY_TIMEOUT", "server.writeTimeout": "VRYPT_WRITE_TIMEOUT",
+                 "statsd.interval": "VRYPT_STATSD_INTERVAL"}
+    rendered_texts: set[str] = set()
+    for field, forms in fields:
+        section, key = field.split(".")
+        bad = []
+        for form in forms:
+            values = {section: {key: form}}
+            try:
+                render = ch.render(values, kube)
+            except helm_python.HelmError as exc:
+                bad.append(f"{form!r}: {error_reason(exc)}")
+                continue
+            spec = pod_spec(render)
+            got = env_of(container(spec, "server")).get(env_names[field])
+            merged = ch.merged(values)
+            if got != duration_text(form):
+                bad.append(f"{form!r} rendered {got!r}")
+            if spec["terminationGracePeriodSeconds"] != expected_grace(merged):
+                bad.append(f"{form!r}: grace {spec['terminationGracePeriodSeconds']} != {expected_grace(merged)}")
+            rendered_texts.add(duration_text(form))
+        CHECKS.ok(f"{field} accepts {len(forms)} duration spellings ({', '.join(map(repr, forms))})", not bad,
+                  "; ".join(bad))
+    CHECKS.ok("grace period 1.5 + 500ms -> 7, 2m + 1h -> 3725, 0 + 0 -> 5",
+              [pod_spec(ch.render({"server": {"shutdownDelay": d, "shutdownTimeout": t}}, kube))
+               ["terminationGracePeriodSeconds"] for d, t in ((1.5, "500ms"), ("2m", "1h"), (0, 0))] == [7, 3725, 5])
+    for form in ("", "5d", "10 s", "-1", "1e3", "s", "1.5.5", "ms", "1h30m", -1, 31536001, True):
+        expect_refused(ch, f"server.shutdownDelay {form!r}", {"server": {"shutdownDelay": form}})
+    for form in ("5d", "10 s", "1e3", "-1s"):
+        expect_refused(ch, f"server.idleTimeout {form!r}", {"server": {"idleTimeout": form}})
+    expect_refused(ch, "statsd.interval ''", {"statsd": {"interval": ""}})
+    expect_refused(ch, "server.headerTimeout '5ms' (server minimum 10ms)", {"server": {"headerTimeout": "5ms"}},
+                   "minimum of 10ms")
+    expect_refused(ch, "server.writeTimeout 0 (server minimum 10ms)", {"server": {"writeTimeout": 0}},
+                   "minimum of 10ms")
+    expect_refused(ch, "statsd.interval '1ms'", {"statsd": {"interval": "1ms"}}, "minimum of 10ms")
+    expect_refused(ch, "server.shutdownTimeout '8761h' (over 365 days)", {"server": {"shutdownTimeout": "8761h"}},
+                   "365 days")
+    expect_refused(ch, "grace period not above shutdownDelay + shutdownTimeout", {"terminationGracePeriodSeconds": 15},
+                   "must be larger than server.shutdownDelay + server.shutdownTimeout")
+    expect_refused(ch, "grace period 2 for 1.5 + 500ms",
+                   {"terminationGracePeriodSeconds": 2, "server": {"shutdownDelay": 1.5, "shutdownTimeout": "500ms"}},
+                   "(1.5 + 500ms = 2s)")
+    CHECKS.ok("grace period 16 for 5s + 10s accepted",
+              pod_spec(ch.render({"terminationGracePeriodSeconds": 16}, kube))["terminationGracePeriodSeconds"] == 16)
+    check_durations_with_server(binary, sorted(rendered_texts))
+
+    # Statuses and headers.
+    for status in (200, 404, 503, 599):
+        CHECKS.ok(f"status {status} accepted", env_of(container(pod_spec(
+            ch.render({"response": {"status": status}}, kube)), "server")).get("VRYPT_STATUS") == str(status))
+    for status in (99, 199, 600, 999):
+        expect_refused(ch, f"status {status}", {"response": {"status": status}}, "/response/status")
+    spellings = [h for name in MANAGED_HEADERS for h in (f"{name}: x", f"{name.lower()}: x", f"{name.upper()}:x")]
+    for header in spellings:
+        expect_refused(ch, f"managed header {header!r}", {"response": {"headers": ["X-Ok: 1", header]}},
+                       "/response/headers/1")
+    for header in ("Server: x", "server: x", "SERVER:x"):
+        expect_refused(ch, f"{header!r} while the server sends its own Server header",
+                       {"response": {"headers": [header]}}, "/response/headers/0")
+    for header in ("Bad Name: x", "X-A", "X-A: a\r\nX-B: b"):
+        expect_refused(ch, f"malformed header {header!r}", {"response": {"headers": [header]}})
 
     refused = {
         "non-net sysctl in the init container (would change the node)":
-            {"sysctlInitContainer": {"sysctls": {"vm.swappiness": "10"}}},
+            ({"sysctlInitContainer": {"sysctls": {"vm.swappiness": "10"}}}, ""),
         "shell metacharacters in a sysctl value":
-            {"sysctlInitContainer": {"sysctls": {"net.core.somaxconn": "1'; id '"}}},
-        "unknown top-level key": {"replicas": 3},
-        "unpinned init image": {"sysctlInitContainer": {"image": {"tag": "latest"}}},
-        "sysctls in podSecurityContext": {"podSecurityContext": {"sysctls": []}},
-        "HPA with a DaemonSet": {"kind": "DaemonSet", "autoscaling": {"enabled": True}},
-        "ServiceMonitor without exporter": {"serviceMonitor": {"enabled": True}},
-        "grace period not above the shutdown timeout": {"terminationGracePeriodSeconds": 15},
+            ({"sysctlInitContainer": {"sysctls": {"net.core.somaxconn": "1'; id '"}}}, ""),
+        "a second image for the init container (removed)":
+            ({"sysctlInitContainer": {"image": {"repository": "busybox", "tag": "1.37.0"}}}, ""),
+        "the old preStopSleepSeconds": ({"server": {"preStopSleepSeconds": 5}}, ""),
+        "the old shutdownTimeoutSeconds": ({"server": {"shutdownTimeoutSeconds": 10}}, ""),
+        "unknown top-level key": ({"replicas": 3}, ""),
+        "unpinned exporter image": ({"statsdExporter": {"image": {"tag": "latest"}}}, ""),
+        "sysctls in podSecurityContext": ({"podSecurityContext": {"sysctls": []}}, ""),
+        "HPA with a DaemonSet": ({"kind": "DaemonSet", "autoscaling": {"enabled": True}}, "kind=Deployment"),
+        "ServiceMonitor without the metrics Service":
+            ({"serviceMonitor": {"enabled": True}, "metricsService": {"enabled": False}}, "metricsService.enabled"),
+        "ServiceMonitor scraping an exporter that is off":
+            ({"serviceMonitor": {"enabled": True, "scrapeExporter": True}}, "statsdExporter.enabled"),
+        "admin port equal to the serving port": ({"server": {"adminPort": 8080}}, "own port"),
+        "exporter port equal to the admin port":
+            ({"statsdExporter": {"enabled": True, "metricsPort": 9901}}, "own port"),
+        "loopback admin host (the kubelet probes the pod IP)": ({"server": {"adminHost": "127.0.0.1"}}, "loopback"),
+        "health path without a leading slash": ({"server": {"healthPath": "healthz"}}, ""),
     }
-    for name, values in refused.items():
-        try:
-            ch.render(values, kube)
-        except Exception as exc:  # pylint: disable=broad-except
-            CHECKS.ok(f"refused: {name}", True)
-            lines = [line.strip(" -") for line in str(exc).splitlines() if line.strip()]
-            reason = " / ".join(lines[2:4]) if lines[0].startswith("values don't meet") else lines[0]
-            CHECKS.info(f"  -> {reason[:200]}")
-        else:
-            CHECKS.fail(f"refused: {name}", "rendered without error")
+    for name, (values, needle) in refused.items():
+        expect_refused(ch, name, values, needle)
+
+
+def check_durations_with_server(binary: Path | None, texts: list[str]) -> None:
+    """Every duration text the chart rendered above is one the server binary
+    parses: `vrypt-server healthcheck --timeout TEXT` against a closed port
+    fails to connect (exit 1), it does not refuse the value (exit 2). The
+    healthcheck --timeout minimum is 1ms, so zero is left to the unit tests."""
+    if binary is None:
+        CHECKS.skip("server binary parses every rendered duration", "no --server-binary given")
+        return
+    bad = []
+    tried = [t for t in texts if duration_ms(t) >= 1]
+    for text in tried:
+        proc = run([str(binary), "healthcheck", "--url", "http://127.0.0.1:1/", "--timeout", text], timeout=10)
+        if proc.returncode != 1 or "invalid value" in proc.stderr:
+            bad.append(f"{text!r}: exit {proc.returncode} {proc.stderr.strip()}")
+    CHECKS.ok(f"server binary parses all {len(tried)} rendered non-zero duration texts "
+              f"({', '.join(tried)})", not bad, "; ".join(bad))
+    proc = run([str(binary), "healthcheck", "--url", "http://127.0.0.1:1/", "--timeout", "5d"], timeout=10)
+    CHECKS.ok("server binary refuses '5d' as the chart does (control)", proc.returncode == 2
+              and "invalid value for --timeout" in proc.stderr, f"exit {proc.returncode}: {proc.stderr.strip()}")
 
 
 def check_package(ch: Chart, out: Path) -> None:
@@ -652,175 +983,384 @@ def check_package(ch: Chart, out: Path) -> None:
     CHECKS.info(f"package {archive} {archive.stat().st_size} bytes {helm.digest(archive)}")
 
 
-# --- Podman: the init container command for real ------------------------------
+# --- Pod Security lookup against a stub API server -----------------------------
 
-def run(cmd: list[str], timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, **kw)
+class StubKubeAPI:
+    """The smallest Kubernetes API server Helm's `lookup "v1" "Namespace"`
+    works against, on 127.0.0.1 over plain HTTP: the core group's discovery
+    document (/api/v1) and GET /api/v1/namespaces/NAME. Anything else is a
+    404 Status, like a real server for an unknown object. Records the paths
+    it was asked for."""
 
+    def __init__(self) -> None:
+        self.namespaces: dict[str, dict[str, str]] = {}
+        self.requests: list[str] = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # http.server calls it by this name
+                path = self.path.split("?", 1)[0]
+                stub.requests.append(path)
+                code, body = stub.answer(path)
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def answer(self, path: str) -> tuple[int, dict[str, Any]]:
+        if path == "/api":
+            return 200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+        if path == "/apis":
+            return 200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": []}
+        if path == "/api/v1":
+            return 200, {"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+                {"name": "namespaces", "singularName": "namespace", "namespaced": False, "kind": "Namespace",
+                 "verbs": ["get", "list", "watch"]}]}
+        m = re.fullmatch(r"/api/v1/namespaces/([a-z0-9-]+)", path)
+        if m and m.group(1) in self.namespaces:
+            return 200, {"apiVersion": "v1", "kind": "Namespace",
+                         "metadata": {"name": m.group(1), "labels": self.namespaces[m.group(1)]}}
+        return 404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404,
+                     "message": f"{path} not found"}
+
+    def kubeconfig(self) -> str:
+        host, port = self.server.server_address[:2]
+        return yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "stub",
+            "clusters": [{"name": "stub", "cluster": {"server": f"http://{host}:{port}"}}],
+            "users": [{"name": "stub", "user": {"token": "stub"}}],
+            "contexts": [{"name": "stub", "context": {"cluster": "stub", "user": "stub", "namespace": NAMESPACE}}],
+        })
+
+    def __enter__(self) -> StubKubeAPI:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def check_pod_security_lookup(ch: Chart) -> None:
+    """Helm's real `lookup` (helm-python-sdk Config.render, i.e. the library's
+    cluster-aware render that `helm install` and `helm upgrade` use) against
+    the stub API server: the release namespace with each enforce level."""
+    kube = KUBE_VERSIONS[-1]
+    ns_path = f"/api/v1/namespaces/{NAMESPACE}"
+    cases = [
+        # name, namespace labels (None: no such namespace), values, upgrade, refused level
+        ("enforce=restricted, install", {PSA_LABEL: "restricted"}, {}, False, "restricted"),
+        ("enforce=baseline, install", {PSA_LABEL: "baseline"}, {}, False, "baseline"),
+        ("enforce=restricted, upgrade", {PSA_LABEL: "restricted"}, {}, True, "restricted"),
+        ("enforce=privileged", {PSA_LABEL: "privileged"}, {}, False, ""),
+        ("no Pod Security label", {"team": "web"}, {}, False, ""),
+        ("restricted only as warn/audit", {"pod-security.kubernetes.io/warn": "restricted",
+                                           "pod-security.kubernetes.io/audit": "restricted"}, {}, False, ""),
+        ("namespace does not exist yet (--create-namespace)", None, {}, False, ""),
+        ("enforce=restricted with the init container off (podSysctls)", {PSA_LABEL: "restricted"},
+         {"sysctlInitContainer": {"enabled": False},
+          "podSysctls": [{"name": "net.ipv4.tcp_fin_timeout", "value": "15"}]}, False, ""),
+    ]
+    with StubKubeAPI() as api, Config(kubeconfig_content=api.kubeconfig(), namespace=NAMESPACE) as cfg:
+        for name, labels, values, upgrade, level in cases:
+            api.namespaces.clear()
+            if labels is not None:
+                api.namespaces[NAMESPACE] = labels
+            api.requests.clear()
+            init_on = ch.merged(values)["sysctlInitContainer"]["enabled"]
+            try:
+                render = ch.render_against(cfg, values, kube, upgrade)
+            except helm_python.HelmError as exc:
+                message = str(exc)
+                if level:
+                    CHECKS.ok(f"PSA lookup, {name}: refused with the way out",
+                              f'enforces the "{level}" Pod Security level' in message
+                              and f"namespace {NAMESPACE}" in message and "sysctlInitContainer.enabled=false" in message
+                              and "podSysctls" in message, message)
+                    CHECKS.info(f"  -> {error_reason(exc)[:300]}")
+                else:
+                    CHECKS.fail(f"PSA lookup, {name}: renders", message)
+            else:
+                if level:
+                    CHECKS.fail(f"PSA lookup, {name}: refused", "rendered without error")
+                else:
+                    CHECKS.ok(f"PSA lookup, {name}: renders", render.workload()["kind"] == "Deployment")
+            asked = ns_path in api.requests
+            CHECKS.ok(f"PSA lookup, {name}: the chart {'asked' if init_on else 'did not ask'} the API server for "
+                      f"{ns_path}", asked == init_on, str(api.requests))
+    CHECKS.ok("offline render (helm template, lint): lookup empty, nothing refused",
+              ch.render({}, kube).workload()["kind"] == "Deployment")
+
+
+# --- Podman and network namespaces: the pod for real ---------------------------
 
 def host_sysctl(name: str) -> str:
     return " ".join(Path("/proc/sys", name.replace(".", "/")).read_text().split())
 
 
-class PodmanPod:
-    """A container that only holds a private network namespace, like a pod's
-    sandbox; init and app containers join it with --network=container:."""
+# An HTTP client run inside a network namespace (through nsenter): GET each
+# URL on a new connection, print [[status, body], ...] as JSON.
+HTTP_CLIENT = r"""
+import http.client, json, sys
+out = []
+for url in sys.argv[1:]:
+    hostport, _, path = url.removeprefix("http://").partition("/")
+    host, _, port = hostport.rpartition(":")
+    try:
+        conn = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=5)
+        conn.request("GET", "/" + path)
+        resp = conn.getresponse()
+        out.append([resp.status, resp.read().decode("utf-8", "replace")])
+        conn.close()
+    except OSError as exc:
+        out.append([0, repr(exc)])
+print(json.dumps(out))
+"""
 
-    def __init__(self, image: str, name: str) -> None:
-        self.image, self.name = image, name
-        proc = run(["podman", "run", "-d", "--rm", "--name", name, "--network=private", "--read-only",
-                    "--user", f"{SERVER_UID}:{SERVER_UID}", image, "sleep", "120"])
-        if proc.returncode != 0:
-            raise RuntimeError(f"podman run failed: {proc.stderr.strip()}")
-        self.pid = int(run(["podman", "inspect", "-f", "{{.State.Pid}}", name]).stdout.strip())
 
-    def join(self, cmd: list[str], privileged: bool) -> subprocess.CompletedProcess[str]:
-        flags = ["--privileged", "--user", "0"] if privileged else \
-            ["--user", f"{SERVER_UID}:{SERVER_UID}", "--cap-drop=ALL", "--security-opt=no-new-privileges"]
-        return run(["podman", "run", "--rm", "--read-only", f"--network=container:{self.name}", *flags,
-                    self.image, *cmd])
+class NetNs:
+    """A private network namespace shaped like a pod's sandbox (loopback up,
+    nothing else): `ip netns add`, joined by Podman with --network ns:PATH
+    and by host processes with nsenter."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.path = name, f"/run/netns/{name}"
+        for cmd in (["ip", "netns", "add", name], ["ip", "-n", name, "link", "set", "lo", "up"]):
+            proc = run(cmd)
+            if proc.returncode != 0:
+                self.close()
+                raise RuntimeError(f"{' '.join(cmd)}: {proc.stderr.strip()}")
+
+    def enter(self, cmd: list[str], uid: int | None = None) -> list[str]:
+        prefix = ["nsenter", f"--net={self.path}"]
+        if uid is not None:
+            prefix += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+        return prefix + cmd
 
     def read(self, names: list[str]) -> dict[str, str]:
+        """The sysctls as an unprivileged process of the pod sees them."""
         paths = ["/proc/sys/" + n.replace(".", "/") for n in names]
-        proc = self.join(["cat", *paths], privileged=False)
+        proc = run(self.enter(["cat", *paths], uid=SERVER_UID))
         values = [" ".join(line.split()) for line in proc.stdout.splitlines()]
         return dict(zip(names, values, strict=False))
 
-    def close(self) -> None:
-        run(["podman", "rm", "-f", "-t", "0", self.name])
-
-
-def build_busybox_image(work: Path, tag: str) -> bool:
-    """FROM scratch + Debian's static busybox, like the pinned busybox image:
-    /bin/sh and every applet, nothing else."""
-    rootfs = work / "rootfs" / "bin"
-    rootfs.mkdir(parents=True)
-    busybox = Path("/bin/busybox")
-    (rootfs / "busybox").write_bytes(busybox.read_bytes())
-    (rootfs / "busybox").chmod(0o755)
-    for applet in run([str(busybox), "--list"]).stdout.split():
-        if applet != "busybox":
-            (rootfs / applet).symlink_to("busybox")
-    (work / "Containerfile").write_text("FROM scratch\nCOPY rootfs/ /\nENV PATH=/bin\n")
-    proc = run(["podman", "build", "--layers=false", "-q", "-t", tag, str(work)], timeout=120)
-    return CHECKS.ok(f"podman build {tag} (FROM scratch + static busybox)", proc.returncode == 0, proc.stderr[-500:])
-
-
-def server_in_pod(pod: PodmanPod, binary: Path, env: dict[str, str], backlog: str, label: str) -> None:
-    """Run the real server in the pod's network namespace, as uid 65532, with
-    the rendered environment; read its listen backlog, run the helm test's
-    healthcheck command, then SIGTERM it."""
-    netns = f"--net=/proc/{pod.pid}/ns/net"
-    env = {k: v for k, v in env.items() if v is not None}  # HOST_IP comes from the downward API
-    env["PATH"] = "/usr/bin:/bin"
-    cmd = ["nsenter", netns, "setpriv", f"--reuid={SERVER_UID}", f"--regid={SERVER_UID}", "--clear-groups",
-           str(binary)]
-    with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, start_new_session=True)
+    def get(self, urls: list[str]) -> list[tuple[int, str]]:
+        proc = run(self.enter([sys.executable, "-c", HTTP_CLIENT, *urls]), timeout=30)
         try:
-            listening = False
-            for _ in range(50):
-                log.seek(0)
-                if "event=listening" in log.read() or proc.poll() is not None:
-                    listening = proc.poll() is None
-                    break
-                time.sleep(0.1)
+            return [(int(s), b) for s, b in json.loads(proc.stdout)]
+        except (ValueError, TypeError):
+            return [(0, proc.stderr.strip())] * len(urls)
+
+    def podman(self, image: str, args: list[str], privileged: bool) -> subprocess.CompletedProcess[str]:
+        """The init container: the image's entrypoint with `args`, as the
+        rendered securityContext says (privileged root, read-only rootfs)."""
+        flags = ["--privileged", "--user", "0"] if privileged else \
+            ["--user", f"{SERVER_UID}:{SERVER_UID}", "--cap-drop=ALL", "--security-opt=no-new-privileges"]
+        return run(["podman", "run", "--rm", "--read-only", f"--network=ns:{self.path}", *flags, image, *args])
+
+    def close(self) -> None:
+        run(["ip", "netns", "delete", self.name])
+
+
+def build_server_image(work: Path, binary: Path, tag: str) -> bool:
+    """What the Dockerfile makes: FROM scratch, the static binary as
+    /vrypt-server, its entrypoint, UID 65532. No pull, no shell."""
+    (work / "vrypt-server").write_bytes(binary.read_bytes())
+    (work / "vrypt-server").chmod(0o755)
+    (work / "Containerfile").write_text(
+        "FROM scratch\nCOPY vrypt-server /vrypt-server\nUSER 65532:65532\nENTRYPOINT [\"/vrypt-server\"]\n")
+    proc = run(["podman", "build", "--layers=false", "-q", "-t", tag, str(work)], timeout=120)
+    return CHECKS.ok(f"podman build {tag} (FROM scratch + static vrypt-server, entrypoint /vrypt-server)",
+                     proc.returncode == 0, proc.stderr[-500:])
+
+
+def service_target(render: Render, url: str, server: dict[str, Any]) -> str:
+    """A helm test URL (http://SERVICE.NS.svc:PORT/path) as the pod sees it:
+    127.0.0.1 and the container port the Service's targetPort names."""
+    m = re.fullmatch(r"http://([^.]+)\.[^.]+\.svc:(\d+)(/.*)", url)
+    if not m:
+        return url
+    svc = render.named("Service", m.group(1)) or {"spec": {"ports": []}}
+    for p in svc["spec"]["ports"]:
+        if p["port"] == int(m.group(2)):
+            return f"http://127.0.0.1:{container_port(server, p['targetPort'])}{m.group(3)}"
+    return url
+
+
+def server_in_pod(ns: NetNs, binary: Path, render: Render, values: dict[str, Any], backlog: str,
+                  label: str) -> None:
+    """Run the real server in the pod's network namespace, as UID 65532, with
+    the rendered container's args and env. Every probe path must answer 2xx,
+    the serving port the configured status; then the helm test commands,
+    the listen backlog, and SIGTERM with the shutdown delay."""
+    server = container(pod_spec(render), "server")
+    env = {k: v for k, v in env_of(server).items() if v is not None}  # HOST_IP comes from the downward API
+    env["PATH"] = "/usr/bin:/bin"
+    srv = values["server"]
+    status = values["response"].get("status") or 200
+    with tempfile.TemporaryFile("w+") as log:
+        def log_text() -> str:
             log.seek(0)
-            CHECKS.ok(f"{label}: server starts with the rendered env in the pod netns", listening, log.read()[-800:])
+            return log.read()
+
+        proc = subprocess.Popen(ns.enter([str(binary), *(server.get("args") or [])], uid=SERVER_UID), env=env,
+                                stdout=log, stderr=log, start_new_session=True)
+        try:
+            admin = f"http://127.0.0.1:{srv['adminPort']}"
+            # Like the startup probe: bounded retries until the admin port answers.
+            settle("admin /healthz", lambda: proc.poll() is not None or ns.get([f"{admin}/healthz"])[0][0] == 200, 5)
+            listening = proc.poll() is None and "event=listening" in log_text()
+            CHECKS.ok(f"{label}: server starts with the rendered args and env in the pod netns", listening,
+                      log_text()[-800:])
             if not listening:
                 return
-            port = env["VRYPT_PORT"]
-            ss = run(["nsenter", netns, "ss", "-Hltn", f"sport = :{port}"]).stdout.split("\n")
+
+            # Probes as the kubelet sends them: httpGet path on the port the
+            # probe names, resolved through the container's ports.
+            probes = []
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                get = server[probe]["httpGet"]
+                probes.append((probe, f"http://127.0.0.1:{container_port(server, get['port'])}{get['path']}"))
+            main = f"http://127.0.0.1:{srv['port']}/"
+            answers = ns.get([url for _, url in probes] + [main])
+            for (probe, url), (code, body) in zip(probes, answers, strict=False):
+                CHECKS.ok(f"{label}: {probe} GET {url} -> {code} (2xx)", 200 <= code < 300, body[:200])
+            code, body = answers[-1]
+            CHECKS.ok(f"{label}: serving port GET / -> {code} (response.status {status})", code == status, body[:200])
+            if srv["healthPath"]:
+                (code, body), = ns.get([f"http://127.0.0.1:{srv['port']}{srv['healthPath']}"])
+                CHECKS.ok(f"{label}: health path {srv['healthPath']} on the serving port -> {code} {body.strip()!r}",
+                          code == 200 and body == "ok\n")
+            (code, body), = ns.get([f"{admin}/metrics"])
+            CHECKS.ok(f"{label}: admin /metrics -> {code} with vrypt_requests_total", code == 200
+                      and "vrypt_requests_total" in body, body[:300])
+
+            ss = run(ns.enter(["ss", "-Hltn", f"sport = :{srv['port']}"])).stdout.split("\n")
             queues = {line.split()[2] for line in ss if line.strip()}
             CHECKS.ok(f"{label}: listen backlog (ss Send-Q) is {backlog} = pod somaxconn (VRYPT_BACKLOG "
-                      f"{env.get('VRYPT_BACKLOG')})", queues == {backlog},
-                      str(ss))
-            hc = run(["nsenter", netns, "setpriv", f"--reuid={SERVER_UID}", f"--regid={SERVER_UID}",
-                      "--clear-groups", str(binary), "healthcheck", "--url", f"http://127.0.0.1:{port}/",
-                      "--timeout", "5s"])
-            CHECKS.ok(f"{label}: healthcheck subcommand (helm test command) exits 0", hc.returncode == 0,
-                      hc.stderr)
+                      f"{env.get('VRYPT_BACKLOG')})", queues == {backlog}, str(ss))
+
+            # helm test: each test container's command, with the Service
+            # name resolved as the cluster would (Service port -> targetPort).
+            test = render.test_pod()
+            for c in (test or {}).get("spec", {}).get("containers", []):
+                args = list(c["args"])
+                args[2] = service_target(render, args[2], server)
+                hc = run(ns.enter([str(binary), *args], uid=SERVER_UID))
+                CHECKS.ok(f"{label}: helm test container {c['name']} ({c['args'][2]} as {args[2]}) exits 0",
+                          hc.returncode == 0, hc.stderr.strip())
+            hc = run(ns.enter([str(binary), "healthcheck"], uid=SERVER_UID), env=env)
+            CHECKS.ok(f"{label}: `vrypt-server healthcheck` with the rendered env (no --url) exits 0",
+                      hc.returncode == 0, hc.stderr.strip())
+
+            # SIGTERM: for the delay, /readyz 503 while / still serves new
+            # connections; then a drain and exit 0 within the grace period.
+            delay = duration_ms(srv["shutdownDelay"]) / 1000
+            drain = duration_ms(srv["shutdownTimeout"]) / 1000
+            grace = pod_spec(render)["terminationGracePeriodSeconds"]
             start = time.monotonic()
             proc.send_signal(signal.SIGTERM)
-            code = proc.wait(timeout=30)
+            settle("event=shutdown_started", lambda: "event=shutdown_started" in log_text() or proc.poll() is not None,
+                   2)
+            if delay >= 1:
+                during = ns.get([f"{admin}/readyz", f"{admin}/healthz", main])
+                CHECKS.ok(f"{label}: during shutdownDelay /readyz -> 503, /healthz -> 200, / -> {status} "
+                          "(new connection)", [c for c, _ in during] == [503, 200, status], str(during))
+            code = proc.wait(timeout=delay + drain + 10)
             took = time.monotonic() - start
-            shutdown = float(env["VRYPT_SHUTDOWN_TIMEOUT"].rstrip("s"))
-            CHECKS.ok(f"{label}: SIGTERM -> exit 0 in {took:.2f}s (< shutdown timeout {shutdown:.0f}s)",
-                      code == 0 and took < shutdown, f"exit {code}")
+            logged = re.search(r"event=shutdown_delay delay_ms=(\d+)", log_text())
+            want_ms = round(delay * 1000)
+            CHECKS.ok(f"{label}: SIGTERM -> exit {code} after {took:.2f}s (delay {delay:g}s, drain <= {drain:g}s, "
+                      f"grace {grace}s), log delay_ms={logged.group(1) if logged else None}",
+                      code == 0 and delay - 0.2 <= took < min(delay + drain + 1, grace)
+                      and (logged is not None and int(logged.group(1)) == want_ms if want_ms else True),
+                      log_text()[-600:])
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
 
-def check_podman(ch: Chart, renders: dict[str, Render], binary: Path | None) -> None:
-    tag = f"localhost/vrypt-helm-check-busybox:{os.getpid()}"
+def check_sysctl_failures(tag: str, rendered_args: list[str]) -> None:
+    """The subcommand fails loudly: non-zero exit and exactly one line on
+    stderr, for each way it can go wrong in a pod."""
+    verb = rendered_args[:1]  # ["sysctl"], as rendered
+    cases = (
+        ("the rendered args without --privileged (read-only /proc/sys)", rendered_args, False, 1),
+        ("an unknown name net.ipv4.no_such_sysctl", [*verb, "net.ipv4.no_such_sysctl=1"], True, 1),
+        ("a non-net.* name kernel.shmmax", [*verb, "kernel.shmmax=68719476736"], True, 2),
+        ("net.core.rmem_max, not per network namespace", [*verb, "net.core.rmem_max=8388608"], True, 1),
+    )
+    for name, args, privileged, want_code in cases:
+        ns = NetNs(f"vrypt-helm-fail-{os.getpid()}")
+        try:
+            proc = ns.podman(tag, args, privileged)
+            lines = proc.stderr.strip().splitlines()
+            CHECKS.ok(f"sysctl with {name}: exit {proc.returncode}, one line on stderr",
+                      proc.returncode == want_code and len(lines) == 1 and "sysctl" in proc.stderr,
+                      f"exit {proc.returncode}, stderr {proc.stderr!r}")
+            CHECKS.info(f"  -> {lines[-1] if lines else ''}")
+        finally:
+            ns.close()
+
+
+def check_podman(renders: dict[str, Render], values: dict[str, dict[str, Any]], binary: Path | None) -> None:
+    if binary is None:
+        CHECKS.skip("Podman and server checks", "no --server-binary given")
+        return
+    tag = f"localhost/vrypt-helm-check:{os.getpid()}"
     rmem_before = host_sysctl("net.core.rmem_max")
     with tempfile.TemporaryDirectory(prefix="vrypt-helm-podman-") as tmp:
-        if not build_busybox_image(Path(tmp), tag):
+        if not build_server_image(Path(tmp), binary, tag):
             return
         try:
-            for label in ("default", "sysctls"):
+            for label in ("default", "sysctls", "status-404", "status-503"):
                 spec = pod_spec(renders[label])
-                init = spec["initContainers"][0]
+                init = init_container(spec) or {}
                 want = init_sysctls(spec) or {}
                 names = sorted(want)
                 host_before = {n: host_sysctl(n) for n in names}
-                pod = PodmanPod(tag, f"vrypt-helm-check-{label}-{os.getpid()}")
+                ns = NetNs(f"vrypt-helm-{label}-{os.getpid()}")
                 try:
-                    fresh = pod.read(names)
+                    fresh = ns.read(names)
                     CHECKS.info(f"{label}: fresh netns before init {fresh}")
-                    proc = pod.join(init["command"], privileged=True)
-                    CHECKS.ok(f"{label}: rendered init command exits 0 under podman --privileged",
-                              proc.returncode == 0, proc.stderr.strip())
-                    CHECKS.ok(f"{label}: init command reports every sysctl",
-                              proc.stdout.count("vrypt-sysctl: ") == len(names), proc.stdout)
-                    got = pod.read(names)
-                    CHECKS.ok(f"{label}: unprivileged container in the pod netns reads back {len(got)} sysctls "
-                              "as configured", got == want, f"got {got}, want {want}")
+                    proc = ns.podman(tag, init["args"], privileged=True)
+                    CHECKS.ok(f"{label}: rendered init container (sysctl, {len(names)} values) exits 0 under "
+                              "podman --privileged in the pod netns", proc.returncode == 0, proc.stderr.strip())
+                    CHECKS.ok(f"{label}: init container prints each sysctl as read back",
+                              proc.stdout.splitlines() == [f"{n} = {want[n]}" for n in names], proc.stdout)
+                    got = ns.read(names)
+                    CHECKS.ok(f"{label}: UID {SERVER_UID} in the pod netns reads back {len(got)} sysctls as "
+                              "configured", got == want, f"got {got}, want {want}")
                     changed = sorted(n for n in names if fresh[n] != want[n])
                     CHECKS.ok(f"{label}: init really changed the netns ({len(changed)} of {len(names)} differed "
                               "from a fresh netns)", len(changed) >= len(names) - 1, str(changed))
                     host_after = {n: host_sysctl(n) for n in names}
                     CHECKS.ok(f"{label}: host sysctls unchanged", host_after == host_before,
                               f"{host_before} -> {host_after}")
-                    if binary is not None:
-                        server = container(spec, "server")
-                        server_in_pod(pod, binary, env_of(server), env_of(server)["VRYPT_BACKLOG"], label)
+                    server_in_pod(ns, binary, renders[label], values[label],
+                                  env_of(container(spec, "server"))["VRYPT_BACKLOG"], label)
                 finally:
-                    pod.close()
+                    ns.close()
 
             # Control: the same server env in a pod whose init container did
             # not run gets the kernel's cap, the namespace's default somaxconn.
-            if binary is not None:
-                pod = PodmanPod(tag, f"vrypt-helm-check-control-{os.getpid()}")
-                try:
-                    default_somaxconn = pod.read(["net.core.somaxconn"])["net.core.somaxconn"]
-                    server = container(pod_spec(renders["default"]), "server")
-                    server_in_pod(pod, binary, env_of(server), default_somaxconn, "control, init not run")
-                finally:
-                    pod.close()
-
-            # Failure must be loud: without privileges (read-only /proc/sys),
-            # and with a net.* sysctl that is not per network namespace (the
-            # kernel refuses it outside the host's namespace).
-            unprivileged = pod_spec(renders["default"])["initContainers"][0]["command"]
-            global_sysctl = pod_spec(ch.render(
-                {"sysctlInitContainer": {"sysctls": {"net.core.rmem_max": "8388608"}}},
-                KUBE_VERSIONS[-1]))["initContainers"][0]["command"]
-            cases = (("without --privileged", unprivileged, False, "cannot set net."),
-                     ("with non-namespaced net.core.rmem_max", global_sysctl, True, "cannot set net.core.rmem_max"))
-            for name, command, privileged, message in cases:
-                pod = PodmanPod(tag, f"vrypt-helm-check-fail-{os.getpid()}")
-                try:
-                    proc = pod.join(command, privileged=privileged)
-                    CHECKS.ok(f"init command {name} exits non-zero with a message",
-                              proc.returncode != 0 and f"vrypt-sysctl: {message}" in proc.stderr,
-                              f"exit {proc.returncode}: {proc.stderr}")
-                    last = (proc.stderr.strip().splitlines() or [""])[-1]
-                    CHECKS.info(f"  -> {last}")
-                finally:
-                    pod.close()
+            ns = NetNs(f"vrypt-helm-control-{os.getpid()}")
+            try:
+                default_somaxconn = ns.read(["net.core.somaxconn"])["net.core.somaxconn"]
+                server_in_pod(ns, binary, renders["default"], values["default"], default_somaxconn,
+                              "control, init not run")
+            finally:
+                ns.close()
+            check_sysctl_failures(tag, init_container(pod_spec(renders["default"]))["args"])
             CHECKS.ok("host net.core.rmem_max unchanged", host_sysctl("net.core.rmem_max") == rmem_before)
         finally:
             run(["podman", "rmi", "-f", tag])
@@ -830,11 +1370,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=None, help="keep renders and the package here")
     parser.add_argument("--server-binary", type=Path, default=None,
-                        help="vrypt-server binary to run in the pod netns (skipped when not given)")
-    parser.add_argument("--no-podman", action="store_true", help="skip the Podman checks (counts as failure)")
+                        help="static vrypt-server binary for the image and the pod netns (SKIP without it)")
     args = parser.parse_args()
 
-    started = time.monotonic()
     # Helm logs template fail() calls at INFO; the expected failures below
     # would be noise. Only warnings and errors reach stderr.
     logging.basicConfig(level=logging.WARNING, format="helm: %(message)s")
@@ -846,26 +1384,17 @@ def main() -> int:
         ch = Chart(CHART_DIR)
         scenarios = scenario_values()
         CHECKS.ok(f"ci values files: {', '.join(scenarios)}",
-                  {"default", "init-off", "daemonset", "hpa-pdb", "metrics", "sysctls"} <= set(scenarios))
+                  {"default", "init-off", "daemonset", "hpa-pdb", "metrics", "sysctls", "status-404",
+                   "status-503"} <= set(scenarios))
         check_lint(scenarios)
         renders = check_renders(ch, scenarios, out)
-        check_extra_cases(ch)
+        check_extra_cases(ch, args.server_binary)
+        check_pod_security_lookup(ch)
         check_package(ch, out)
-        if args.no_podman:
-            CHECKS.fail("podman checks", "skipped by --no-podman")
-        else:
-            check_podman(ch, renders, args.server_binary)
+        check_podman(renders, {k: ch.merged(v) for k, v in scenarios.items()}, args.server_binary)
         if args.out:
             CHECKS.info(f"renders and package kept in {out}")
-    took = time.monotonic() - started
-    if CHECKS.failed:
-        print(f"FAIL helm-check: {len(CHECKS.failed)} of {CHECKS.passed + len(CHECKS.failed)} checks failed "
-              f"({took:.1f}s):")
-        for name in CHECKS.failed:
-            print(f"  - {name}")
-        return 1
-    print(f"PASS helm-check: all {CHECKS.passed} checks passed ({took:.1f}s)")
-    return 0
+    return CHECKS.summary("helm-check")
 
 
 if __name__ == "__main__":

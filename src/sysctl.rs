@@ -77,7 +77,8 @@ pub(crate) fn apply(root: &std::path::Path, s: &Setting) -> Result<String, Strin
         let hint = if e.kind() == std::io::ErrorKind::PermissionDenied
             || e.raw_os_error() == Some(libc::EROFS)
         {
-            " (needs a privileged container; /proc/sys is read-only otherwise)"
+            " (it needs a privileged container, and a sysctl that belongs to the network \
+             namespace: some net.* sysctls can only be set on the host)"
         } else {
             ""
         };

@@ -47,6 +47,18 @@ fn raise_nofile_limit() -> Option<u64> {
     Some(lim.rlim_cur as u64)
 }
 
+/// How to bind the admin listener: `[::]:PORT` is dual-stack, or `0.0.0.0:PORT` on a
+/// host without IPv6 (as for the serving port), so that the image's default
+/// `[::]:9901` works everywhere.
+fn admin_listen(addr: std::net::SocketAddr) -> crate::config::Listen {
+    match addr {
+        std::net::SocketAddr::V6(v6) if v6.ip().is_unspecified() => {
+            crate::config::Listen::AnyAddress(addr.port())
+        }
+        _ => crate::config::Listen::Exact(addr),
+    }
+}
+
 /// Runs the server until a graceful shutdown completes.
 pub(crate) fn run(mut cfg: Config) -> io::Result<()> {
     crate::shutdown::block_signals()
@@ -58,7 +70,7 @@ pub(crate) fn run(mut cfg: Config) -> io::Result<()> {
     let bound = listener::bind(&cfg.listen, cfg.workers, cfg.backlog)?;
     let admin = match cfg.admin_listen {
         Some(addr) => Some(
-            listener::bind(&crate::config::Listen::Exact(addr), cfg.workers, 1024)
+            listener::bind(&admin_listen(addr), cfg.workers, 1024)
                 .map_err(|e| io::Error::new(e.kind(), format!("admin listener: {e}")))?,
         ),
         None => None,

@@ -124,31 +124,88 @@ its value wins when both set it.
 {{- end }}
 {{- end }}
 
-{{/* preStop sleep seconds actually rendered (needs Kubernetes >= 1.30). */}}
-{{- define "vrypt-server.preStopSleep" -}}
-{{- if and (gt (int .Values.server.preStopSleepSeconds) 0) (semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version) }}
-{{- int .Values.server.preStopSleepSeconds }}
+{{/*
+Durations, as the server parses them: a number of seconds or a number with
+a unit ms, s, m or h (`10`, `10s`, `1.5s`, `500ms`, `2m`, `1h`, `0`), at
+most 365 days. Values arrive as strings or as numbers (float64 from YAML,
+int64 from --set).
+
+"vrypt-server.durationText": the value as the server reads it (numbers
+without an exponent: 1e-05 would be a unit "e-05" to the server).
+*/}}
+{{- define "vrypt-server.durationText" -}}
+{{- if or (kindIs "int64" .) (kindIs "int" .) }}
+{{- int64 . }}
+{{- else if kindIs "float64" . }}
+{{- if eq . (floor .) }}
+{{- int64 . }}
 {{- else }}
-{{- 0 }}
+{{- regexReplaceAll "0+$" (printf "%.9f" .) "" }}
+{{- end }}
+{{- else }}
+{{- . }}
 {{- end }}
 {{- end }}
 
-{{/* Grace period: explicit (checked), else preStop + shutdown + 5 s. */}}
+{{/*
+Milliseconds of a duration value, failing with a message naming the value.
+Call with (list "server.shutdownDelay" .Values.server.shutdownDelay
+minimumMs); prints a float.
+*/}}
+{{- define "vrypt-server.durationMs" -}}
+{{- $name := index . 0 }}
+{{- $text := include "vrypt-server.durationText" (index . 1) }}
+{{- $min := index . 2 | float64 }}
+{{- if not (regexMatch "^([0-9]+(\\.[0-9]*)?|\\.[0-9]+)(ms|s|m|h)?$" $text) }}
+{{- fail (printf "%s: %q is not a duration (a number of seconds, or a number with ms, s, m or h: 10, 10s, 1.5s, 500ms, 2m, 1h)" $name $text) }}
+{{- end }}
+{{- $number := regexFind "^[0-9.]+" $text }}
+{{- $unit := trimPrefix $number $text }}
+{{- $scale := get (dict "" 1000.0 "s" 1000.0 "ms" 1.0 "m" 60000.0 "h" 3600000.0) $unit }}
+{{- $ms := mulf (float64 $number) $scale }}
+{{- if gt $ms 31536000000.0 }}
+{{- fail (printf "%s: %q is longer than the server's maximum of 365 days" $name $text) }}
+{{- end }}
+{{- if lt $ms $min }}
+{{- fail (printf "%s: %q is shorter than the server's minimum of %vms" $name $text $min) }}
+{{- end }}
+{{- $ms }}
+{{- end }}
+
+{{/*
+Grace period: explicit (checked), else shutdownDelay + shutdownTimeout,
+rounded up to whole seconds, + 5 s for the kubelet and the process exit.
+Without a preStop hook, SIGTERM reaches the server at once; it keeps
+serving for the delay, then drains for at most the timeout.
+*/}}
 {{- define "vrypt-server.terminationGracePeriod" -}}
-{{- $needed := add (include "vrypt-server.preStopSleep" . | int) (int .Values.server.shutdownTimeoutSeconds) }}
-{{- if .Values.terminationGracePeriodSeconds }}
-{{- if le (int .Values.terminationGracePeriodSeconds) (int $needed) }}
-{{- fail (printf "terminationGracePeriodSeconds (%d) must be larger than preStop sleep + server.shutdownTimeoutSeconds (%d), or Kubernetes kills the server before it has drained" (int .Values.terminationGracePeriodSeconds) (int $needed)) }}
+{{- $delay := include "vrypt-server.durationMs" (list "server.shutdownDelay" .Values.server.shutdownDelay 0) | float64 }}
+{{- $drain := include "vrypt-server.durationMs" (list "server.shutdownTimeout" .Values.server.shutdownTimeout 0) | float64 }}
+{{- $neededMs := addf $delay $drain }}
+{{- if not (kindIs "invalid" .Values.terminationGracePeriodSeconds) }}
+{{- $grace := .Values.terminationGracePeriodSeconds | int64 }}
+{{- if le (mulf $grace 1000.0) $neededMs }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be larger than server.shutdownDelay + server.shutdownTimeout (%s + %s = %vs), or Kubernetes kills the server before it has drained" $grace (include "vrypt-server.durationText" .Values.server.shutdownDelay) (include "vrypt-server.durationText" .Values.server.shutdownTimeout) (divf $neededMs 1000.0)) }}
 {{- end }}
-{{- int .Values.terminationGracePeriodSeconds }}
+{{- $grace }}
 {{- else }}
-{{- add $needed 5 }}
+{{- add (ceil (divf $neededMs 1000.0) | int64) 5 }}
 {{- end }}
+{{- end }}
+
+{{- define "vrypt-server.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "vrypt-server.fullname" . | trunc 55 | trimSuffix "-") }}
+{{- end }}
+
+{{/* Labels that select the metrics Service (the ServiceMonitor uses them). */}}
+{{- define "vrypt-server.metricsSelectorLabels" -}}
+{{ include "vrypt-server.selectorLabels" . }}
+app.kubernetes.io/component: metrics
 {{- end }}
 
 {{/* Whether the ServiceMonitor renders. */}}
 {{- define "vrypt-server.serviceMonitorEnabled" -}}
-{{- if and .Values.serviceMonitor.enabled .Values.statsdExporter.enabled (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1") }}true{{ end }}
+{{- if and .Values.serviceMonitor.enabled .Values.metricsService.enabled (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1") }}true{{ end }}
 {{- end }}
 
 {{/* Combinations the schema cannot express; fail early and clearly. */}}
@@ -162,10 +219,54 @@ its value wins when both set it.
 {{- if and .Values.autoscaling.enabled (not .Values.autoscaling.targetCPUUtilizationPercentage) (not .Values.autoscaling.targetMemoryUtilizationPercentage) }}
 {{- fail "autoscaling.enabled needs targetCPUUtilizationPercentage or targetMemoryUtilizationPercentage" }}
 {{- end }}
-{{- if and .Values.serviceMonitor.enabled (not .Values.statsdExporter.enabled) }}
-{{- fail "serviceMonitor.enabled needs statsdExporter.enabled: the ServiceMonitor scrapes the exporter sidecar" }}
+{{- if and .Values.serviceMonitor.enabled (not .Values.metricsService.enabled) }}
+{{- fail "serviceMonitor.enabled needs metricsService.enabled: the ServiceMonitor scrapes the admin port through the metrics Service" }}
 {{- end }}
-{{- if and .Values.statsdExporter.enabled (eq (int .Values.statsdExporter.metricsPort) (int .Values.server.port)) }}
-{{- fail "statsdExporter.metricsPort must differ from server.port" }}
+{{- if and .Values.serviceMonitor.scrapeExporter (not .Values.statsdExporter.enabled) }}
+{{- fail "serviceMonitor.scrapeExporter needs statsdExporter.enabled" }}
+{{- end }}
+{{- $ports := dict }}
+{{- $_ := set $ports "server.port" (int .Values.server.port) }}
+{{- $_ := set $ports "server.adminPort" (int .Values.server.adminPort) }}
+{{- if .Values.statsdExporter.enabled }}
+{{- $_ := set $ports "statsdExporter.metricsPort" (int .Values.statsdExporter.metricsPort) }}
+{{- end }}
+{{- range $a, $pa := $ports }}
+{{- range $b, $pb := $ports }}
+{{- if and (lt $a $b) (eq $pa $pb) }}
+{{- fail (printf "%s and %s are both %d: every listener in the pod needs its own port" $a $b $pa) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if regexMatch "^(127\\.|\\[::1\\]$|\\[::ffff:127\\.)" .Values.server.adminHost }}
+{{- fail (printf "server.adminHost %s is loopback: the kubelet probes the pod IP, so the probes would fail" .Values.server.adminHost) }}
+{{- end }}
+{{- range $name := list "headerTimeout" "idleTimeout" "bodyTimeout" "writeTimeout" }}
+{{- $value := get $.Values.server $name }}
+{{- if ne (include "vrypt-server.durationText" $value) "" }}
+{{- $_ := include "vrypt-server.durationMs" (list (printf "server.%s" $name) $value 10) }}
+{{- end }}
+{{- end }}
+{{- $_ := include "vrypt-server.durationMs" (list "statsd.interval" .Values.statsd.interval 10) }}
+{{- include "vrypt-server.validatePodSecurity" . }}
+{{- end }}
+
+{{/*
+The privileged sysctl init container cannot run in a namespace that
+enforces the "baseline" or "restricted" Pod Security level: the ReplicaSet
+would exist but never create a pod. On install and upgrade, look the
+release namespace up and refuse with the way out. `lookup` returns nothing
+without a cluster (`helm template`, `--dry-run=client`), a namespace that
+does not exist yet (`--create-namespace`) or without read access to
+namespaces; then nothing is checked. A cluster-wide default level set in
+the API server's admission configuration is not visible here either.
+*/}}
+{{- define "vrypt-server.validatePodSecurity" -}}
+{{- if and (include "vrypt-server.initSysctls" . | fromJson) (or .Release.IsInstall .Release.IsUpgrade) }}
+{{- $namespace := lookup "v1" "Namespace" "" .Release.Namespace }}
+{{- $level := dig "metadata" "labels" "pod-security.kubernetes.io/enforce" "" ($namespace | default dict) }}
+{{- if has $level (list "baseline" "restricted") }}
+{{- fail (printf "namespace %s enforces the %q Pod Security level (label pod-security.kubernetes.io/enforce), which refuses the privileged sysctl init container: no pod would be created. Set sysctlInitContainer.enabled=false and use podSysctls for the sysctls you need (safe ones such as net.ipv4.tcp_fin_timeout are allowed there), or install into a namespace that allows privileged pods" .Release.Namespace $level) }}
+{{- end }}
 {{- end }}
 {{- end }}

@@ -1,29 +1,3 @@
-{{/*
-The init container's shell script: sets every sysctl, reads it back, and
-exits non-zero on the first one that cannot be set, so the pod stays in
-Init:Error with the reason in `kubectl logs -c sysctl` and events.
-Names and values are restricted by values.schema.json to characters that
-are safe inside single quotes.
-*/}}
-{{- define "vrypt-server.sysctlScript" -}}
-set -eu
-apply() {
-  if ! sysctl -w "$1=$2" >/dev/null; then
-    echo "vrypt-sysctl: cannot set $1=$2 (needs a privileged container and a sysctl of the pod network namespace)" >&2
-    exit 1
-  fi
-  got=$(sysctl -n "$1" | tr '\t' ' ' | tr -s ' ')
-  if [ "$got" != "$2" ]; then
-    echo "vrypt-sysctl: $1 reads back as '$got', wanted '$2'" >&2
-    exit 1
-  fi
-  echo "vrypt-sysctl: $1 = $got"
-}
-{{- range $name, $value := include "vrypt-server.initSysctls" . | fromJson }}
-apply {{ $name | squote }} {{ $value | squote }}
-{{- end }}
-{{- end }}
-
 {{/* Environment of the server container. */}}
 {{- define "vrypt-server.env" -}}
 # The node's IP, so statsd.target can be "$(HOST_IP):8125".
@@ -33,8 +7,17 @@ apply {{ $name | squote }} {{ $value | squote }}
       fieldPath: status.hostIP
 - name: VRYPT_PORT
   value: {{ .Values.server.port | int | quote }}
+# /healthz, /readyz and /metrics on their own port (probes, metrics Service).
+- name: VRYPT_ADMIN_LISTEN
+  value: {{ printf "%s:%d" .Values.server.adminHost (int .Values.server.adminPort) | quote }}
+{{- with .Values.server.healthPath }}
+- name: VRYPT_HEALTH_PATH
+  value: {{ . | quote }}
+{{- end }}
+- name: VRYPT_SHUTDOWN_DELAY
+  value: {{ include "vrypt-server.durationText" .Values.server.shutdownDelay | quote }}
 - name: VRYPT_SHUTDOWN_TIMEOUT
-  value: {{ printf "%ds" (int .Values.server.shutdownTimeoutSeconds) | quote }}
+  value: {{ include "vrypt-server.durationText" .Values.server.shutdownTimeout | quote }}
 {{- with include "vrypt-server.backlog" . }}
 - name: VRYPT_BACKLOG
   value: {{ . | quote }}
@@ -51,15 +34,19 @@ apply {{ $name | squote }} {{ $value | squote }}
 - name: VRYPT_MAX_HEADER_BYTES
   value: {{ include "vrypt-server.scalar" . | quote }}
 {{- end }}
-{{- with .Values.server.headerTimeout }}
+{{- with include "vrypt-server.durationText" .Values.server.headerTimeout }}
 - name: VRYPT_HEADER_TIMEOUT
   value: {{ . | quote }}
 {{- end }}
-{{- with .Values.server.idleTimeout }}
+{{- with include "vrypt-server.durationText" .Values.server.idleTimeout }}
 - name: VRYPT_IDLE_TIMEOUT
   value: {{ . | quote }}
 {{- end }}
-{{- with .Values.server.writeTimeout }}
+{{- with include "vrypt-server.durationText" .Values.server.bodyTimeout }}
+- name: VRYPT_BODY_TIMEOUT
+  value: {{ . | quote }}
+{{- end }}
+{{- with include "vrypt-server.durationText" .Values.server.writeTimeout }}
 - name: VRYPT_WRITE_TIMEOUT
   value: {{ . | quote }}
 {{- end }}
@@ -90,7 +77,7 @@ apply {{ $name | squote }} {{ $value | squote }}
 - name: VRYPT_STATSD_PREFIX
   value: {{ .Values.statsd.prefix | quote }}
 - name: VRYPT_STATSD_INTERVAL
-  value: {{ .Values.statsd.interval | quote }}
+  value: {{ include "vrypt-server.durationText" .Values.statsd.interval | quote }}
 {{- with .Values.statsd.tags }}
 - name: VRYPT_STATSD_TAGS
   value: {{ . | quote }}
@@ -103,7 +90,6 @@ apply {{ $name | squote }} {{ $value | squote }}
 {{/* Pod template shared by the Deployment and the DaemonSet. */}}
 {{- define "vrypt-server.podTemplate" -}}
 {{- $initSysctls := include "vrypt-server.initSysctls" . | fromJson }}
-{{- $preStop := include "vrypt-server.preStopSleep" . | int }}
 {{- $exporterConfig := and .Values.statsdExporter.enabled .Values.statsdExporter.mappingConfig -}}
 metadata:
   labels:
@@ -148,17 +134,20 @@ spec:
   terminationGracePeriodSeconds: {{ include "vrypt-server.terminationGracePeriod" . }}
   {{- if $initSysctls }}
   initContainers:
-    # Privileged on purpose: /proc/sys is read-only in unprivileged
-    # containers. It only touches net.* sysctls, which belong to this
-    # pod's network namespace, and exits before the server starts.
+    # The server image itself: `vrypt-server sysctl NAME=VALUE...` writes
+    # each sysctl, reads it back and exits 1 with one line on the first
+    # that does not stick (the pod stays in Init:Error; `kubectl logs POD
+    # -c sysctl` says which). Privileged on purpose: /proc/sys is read-only
+    # in unprivileged containers. Only net.* sysctls, which belong to this
+    # pod's network namespace; it exits before the server starts.
     - name: sysctl
-      image: {{ include "vrypt-server.imageRef" (dict "image" .Values.sysctlInitContainer.image "default" "") }}
-      imagePullPolicy: {{ .Values.sysctlInitContainer.image.pullPolicy }}
-      command:
-        - /bin/sh
-        - -c
-        - |
-          {{- include "vrypt-server.sysctlScript" . | nindent 10 }}
+      image: {{ include "vrypt-server.image" . }}
+      imagePullPolicy: {{ .Values.image.pullPolicy }}
+      args:
+        - sysctl
+        {{- range $name, $value := $initSysctls }}
+        - {{ printf "%s=%s" $name $value | quote }}
+        {{- end }}
       securityContext:
         privileged: true
         runAsNonRoot: false
@@ -185,6 +174,9 @@ spec:
         - name: http
           containerPort: {{ .Values.server.port }}
           protocol: TCP
+        - name: admin
+          containerPort: {{ .Values.server.adminPort }}
+          protocol: TCP
       {{- with .Values.startupProbe }}
       startupProbe:
         {{- toYaml . | nindent 8 }}
@@ -196,12 +188,6 @@ spec:
       {{- with .Values.livenessProbe }}
       livenessProbe:
         {{- toYaml . | nindent 8 }}
-      {{- end }}
-      {{- if gt $preStop 0 }}
-      lifecycle:
-        preStop:
-          sleep:
-            seconds: {{ $preStop }}
       {{- end }}
       resources:
         {{- toYaml .Values.resources | nindent 8 }}
@@ -227,16 +213,16 @@ spec:
         {{- toYaml . | nindent 8 }}
         {{- end }}
       ports:
-        - name: metrics
+        - name: exporter
           containerPort: {{ .Values.statsdExporter.metricsPort }}
           protocol: TCP
       readinessProbe:
         tcpSocket:
-          port: metrics
+          port: exporter
         periodSeconds: 10
       livenessProbe:
         tcpSocket:
-          port: metrics
+          port: exporter
         periodSeconds: 20
       resources:
         {{- toYaml .Values.statsdExporter.resources | nindent 8 }}
