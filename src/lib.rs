@@ -26,6 +26,7 @@ mod healthcheck;
 mod http;
 mod log;
 mod metrics;
+mod rng;
 mod server;
 mod shutdown;
 mod sysctl;

@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 /// What the process was asked to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Command {
     Serve(Box<Config>),
     /// `healthcheck [--url URL] [--timeout DUR]`.
@@ -62,6 +62,15 @@ Response:
       --header 'NAME: VALUE'  extra header, repeatable [VRYPT_HEADER, one per line]
       --no-server-header      do not send 'Server: vrypt' [VRYPT_NO_SERVER_HEADER=true]
 
+Load testing (random choices are per worker; --seed makes a run reproducible):
+      --status-mix S=W,...    draw each response's status by weight, e.g. 200=98,503=1.5,500=0.5
+                              [VRYPT_STATUS_MIX]; the body and headers stay as configured
+      --fault KIND=P,...      per request, inject reset (TCP RST), close (FIN, no answer) or
+                              stall (no answer until --idle-timeout), e.g. reset=0.1%,stall=0.05%
+                              [VRYPT_FAULT]
+      --seed N                seed of every random choice [VRYPT_SEED] (default: from the clock,
+                              logged at start)
+
 Health and metrics:
       --admin-listen ADDR:PORT  admin listener with /healthz, /readyz and /metrics (Prometheus),
                               not counted in --max-connections [VRYPT_ADMIN_LISTEN] (default off)
@@ -108,6 +117,9 @@ const VALUE_OPTS: &[&str] = &[
     "shutdown-delay",
     "admin-listen",
     "health-path",
+    "status-mix",
+    "fault",
+    "seed",
     "status",
     "body",
     "body-file",
@@ -186,6 +198,9 @@ impl Builder {
                 }
             }
             "status" => c.response.status = values::status(v)?,
+            "status-mix" => c.status_mix = values::status_mix(v)?,
+            "fault" => c.faults = values::faults(v)?,
+            "seed" => c.seed = Some(values::integer::<u64>(v, 0, u64::MAX)?),
             "body" => self.body = Some(BodySource::Text(v.to_string())),
             "body-file" => self.body = Some(BodySource::File(v.to_string())),
             "content-type" => c.response.content_type = values::content_type(v)?,
@@ -263,6 +278,7 @@ impl Builder {
             }
             None => {}
         }
+        cfg.response.status_mix = cfg.status_mix.iter().map(|&(s, _)| s).collect();
         if cfg.response.body.len() > MAX_BODY {
             return Err("--body is longer than 64 MiB".to_string());
         }

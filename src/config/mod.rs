@@ -6,7 +6,7 @@
 //! Anything invalid is reported as one line and exit code 2 by `main`.
 
 mod cli;
-mod values;
+pub(crate) mod values;
 
 pub(crate) use cli::{parse_args, usage, Command};
 
@@ -69,7 +69,7 @@ pub(crate) struct StatsdSettings {
 }
 
 /// Everything the server needs to run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Config {
     pub(crate) listen: Listen,
     pub(crate) workers: usize,
@@ -90,6 +90,12 @@ pub(crate) struct Config {
     /// A path on the serving port that answers `200 ok` (503 while shutting down).
     pub(crate) health_path: Option<String>,
     pub(crate) response: ResponseSpec,
+    /// `--status-mix`: statuses and their weights (empty: only `--status`).
+    pub(crate) status_mix: Vec<(u16, f64)>,
+    /// `--fault`: per-request probabilities of injected faults.
+    pub(crate) faults: values::FaultRates,
+    /// `--seed`: the seed of every random choice; from the clock when `None`.
+    pub(crate) seed: Option<u64>,
     /// `None` when metrics are off.
     pub(crate) statsd: Option<StatsdSettings>,
     pub(crate) log_level: Level,
@@ -114,6 +120,9 @@ impl Default for Config {
             admin_listen: None,
             health_path: None,
             response: ResponseSpec::default(),
+            status_mix: Vec::new(),
+            faults: values::FaultRates::default(),
+            seed: None,
             statsd: Some(StatsdSettings {
                 target: "127.0.0.1:8125".to_string(),
                 interval: Duration::from_secs(1),

@@ -149,6 +149,100 @@ pub(crate) fn optional_socket_addr(s: &str) -> Result<Option<SocketAddr>, String
     }
 }
 
+/// A number of percent (`0.1%`) or a fraction (`0.001`), from 0 to 1.
+fn probability(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let (num, scale) = match t.strip_suffix('%') {
+        Some(n) => (n.trim(), 0.01),
+        None => (t, 1.0),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a probability (examples: 0.1%, 0.001)"))?;
+    let p = v * scale;
+    if !(0.0..=1.0).contains(&p) || !p.is_finite() {
+        return Err(format!("'{s}' is not between 0% and 100%"));
+    }
+    Ok(p)
+}
+
+/// `200=98,503=1.5,500=0.5`: statuses 200-599 with positive weights (any scale).
+pub(crate) fn status_mix(s: &str) -> Result<Vec<(u16, f64)>, String> {
+    let mut out: Vec<(u16, f64)> = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let (code, weight) = item
+            .split_once('=')
+            .ok_or_else(|| format!("'{item}' is not STATUS=WEIGHT (example: 503=1.5)"))?;
+        let code = status(code).map_err(|e| format!("in '{item}': {e}"))?;
+        let weight: f64 = weight
+            .trim()
+            .trim_end_matches('%')
+            .parse()
+            .ok()
+            .filter(|w: &f64| w.is_finite() && *w >= 0.0)
+            .ok_or_else(|| format!("in '{item}': the weight is not a number >= 0"))?;
+        if out.iter().any(|(c, _)| *c == code) {
+            return Err(format!("status {code} is given twice"));
+        }
+        out.push((code, weight));
+    }
+    if out.is_empty() || out.iter().all(|(_, w)| *w == 0.0) {
+        return Err(format!("'{s}' gives no status a weight above 0"));
+    }
+    if out.len() > crate::http::response::MAX_MIX {
+        return Err(format!(
+            "at most {} statuses can be mixed",
+            crate::http::response::MAX_MIX
+        ));
+    }
+    Ok(out)
+}
+
+/// The probability of each kind of injected fault, per request.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(crate) struct FaultRates {
+    pub(crate) reset: f64,
+    pub(crate) close: f64,
+    pub(crate) stall: f64,
+}
+
+impl FaultRates {
+    pub(crate) fn any(&self) -> bool {
+        self.reset + self.close + self.stall > 0.0
+    }
+}
+
+/// `reset=0.1%,close=0.2%,stall=0.05%` (each kind at most once; together at most 100%).
+pub(crate) fn faults(s: &str) -> Result<FaultRates, String> {
+    let mut r = FaultRates::default();
+    let mut seen = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let (kind, p) = item
+            .split_once('=')
+            .ok_or_else(|| format!("'{item}' is not KIND=PROBABILITY (example: reset=0.1%)"))?;
+        let kind = kind.trim().to_ascii_lowercase();
+        if seen.contains(&kind) {
+            return Err(format!("'{kind}' is given twice"));
+        }
+        let p = probability(p).map_err(|e| format!("in '{item}': {e}"))?;
+        match kind.as_str() {
+            "reset" => r.reset = p,
+            "close" => r.close = p,
+            "stall" => r.stall = p,
+            other => {
+                return Err(format!(
+                    "unknown fault '{other}' (use reset, close or stall)"
+                ))
+            }
+        }
+        seen.push(kind);
+    }
+    if r.reset + r.close + r.stall > 1.0 + 1e-9 {
+        return Err("the fault probabilities add up to more than 100%".to_string());
+    }
+    Ok(r)
+}
+
 /// `k:v,k2:v2` DogStatsD tags.
 pub(crate) fn tags(s: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
@@ -250,6 +344,33 @@ mod tests {
             assert!(health_path(bad).is_err(), "{bad}");
         }
         assert_eq!(optional_socket_addr("off"), Ok(None));
+        assert_eq!(
+            status_mix("200=98, 503=1.5,500=0.5"),
+            Ok(vec![(200, 98.0), (503, 1.5), (500, 0.5)])
+        );
+        for bad in [
+            "",
+            "200",
+            "199=1",
+            "200=x",
+            "200=-1",
+            "200=1,200=2",
+            "200=0",
+        ] {
+            assert!(status_mix(bad).is_err(), "{bad}");
+        }
+        let f = faults("reset=0.1%,close=0.002, stall=0.05%").unwrap();
+        assert!((f.reset - 0.001).abs() < 1e-12 && (f.close - 0.002).abs() < 1e-12);
+        assert!((f.stall - 0.0005).abs() < 1e-12);
+        for bad in [
+            "reset",
+            "boom=1%",
+            "reset=101%",
+            "reset=60%,close=50%",
+            "reset=1,reset=0",
+        ] {
+            assert!(faults(bad).is_err(), "{bad}");
+        }
         assert!(optional_socket_addr("[::]:9901").unwrap().is_some());
     }
 }

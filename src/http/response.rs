@@ -78,6 +78,8 @@ pub(crate) struct ResponseSpec {
     /// Extra header lines, already validated: token name, value without CR/LF/NUL.
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) server_header: bool,
+    /// The statuses of `--status-mix`, in order (each gets its own family).
+    pub(crate) status_mix: Vec<u16>,
 }
 
 impl Default for ResponseSpec {
@@ -88,6 +90,7 @@ impl Default for ResponseSpec {
             content_type: "text/plain".to_string(),
             headers: Vec::new(),
             server_header: true,
+            status_mix: Vec::new(),
         }
     }
 }
@@ -118,17 +121,30 @@ const INLINE_BODY_MAX: usize = 16 * 1024;
 /// status line, `Server` and `Date` all fit, since extra headers come after `Date`.
 pub(crate) const MUTABLE_PREFIX_MAX: usize = 128;
 
-/// Which answer a complete request gets: the configured response, or the health
-/// path's own answers. Each family has a GET and a HEAD form, each with the three
-/// `Connection` variants.
+/// Which answer a complete request gets: the configured response, the health
+/// path's own answers, or one status of `--status-mix`. Each family has a GET and a
+/// HEAD form, each with the three `Connection` variants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Family {
+pub(crate) struct Family(u8);
+
+impl Family {
     /// The response the server was configured with.
-    Configured = 0,
+    pub(crate) const CONFIGURED: Family = Family(0);
     /// `--health-path` while serving: `200 ok`.
-    HealthOk = 1,
+    pub(crate) const HEALTH_OK: Family = Family(1);
     /// `--health-path` while shutting down: `503`.
-    HealthDown = 2,
+    pub(crate) const HEALTH_DOWN: Family = Family(2);
+
+    /// The configured response with the `i`-th status of `--status-mix`.
+    pub(crate) fn mix(i: usize) -> Family {
+        Family(FIXED_FAMILIES + u8::try_from(i).unwrap_or(0))
+    }
+
+    /// `i` for [`Family::mix`]`(i)`.
+    #[inline]
+    pub(crate) fn mix_index(self) -> Option<usize> {
+        self.0.checked_sub(FIXED_FAMILIES).map(usize::from)
+    }
 }
 
 /// Body of the health path's answer while serving.
@@ -136,20 +152,23 @@ pub(crate) const HEALTH_OK_BODY: &[u8] = b"ok\n";
 /// Body of the health path's answer while shutting down.
 pub(crate) const HEALTH_DOWN_BODY: &[u8] = b"shutting down\n";
 
-/// Names one of the responses in [`Templates`]: an answer of a [`Family`] (for GET
-/// or HEAD, with each `Connection` variant), an error answer, or `100 Continue`.
+/// Statuses `--status-mix` may name at most.
+pub(crate) const MAX_MIX: usize = 32;
+
+/// Names one of the responses in [`Templates`]: an error answer, `100 Continue`,
+/// or an answer of a [`Family`] (for GET or HEAD, with each `Connection` variant).
 ///
 /// A connection queues these references, not bytes, so what it holds for output
 /// does not depend on the size of the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RespId(u8);
 
-const FAMILY_COUNT: u8 = 3;
-/// Answers of every family: 6 each (GET and HEAD, three `Connection` variants).
-const ANSWERS_END: u8 = FAMILY_COUNT * 6;
-const ERRORS_AT: u8 = ANSWERS_END;
+const ERRORS_AT: u8 = 0;
 const CONTINUE_AT: u8 = ERRORS_AT + 2 * ERROR_STATUSES.len() as u8;
-const TEMPLATE_COUNT: usize = CONTINUE_AT as usize + 1;
+/// Families start here, 6 answers each.
+const ANSWERS_AT: u8 = CONTINUE_AT + 1;
+const FIXED_FAMILIES: u8 = 3;
+const _: () = assert!(ANSWERS_AT as usize + 6 * (FIXED_FAMILIES as usize + MAX_MIX) <= 256);
 
 fn persistence_index(p: Persistence) -> u8 {
     match p {
@@ -166,13 +185,13 @@ impl RespId {
     /// The configured response; `is_head` leaves the body out.
     #[inline]
     pub(crate) fn configured(is_head: bool, persistence: Persistence) -> RespId {
-        RespId::answer(Family::Configured, is_head, persistence)
+        RespId::answer(Family::CONFIGURED, is_head, persistence)
     }
 
     /// An answer of `family`; `is_head` leaves the body out.
     #[inline]
     pub(crate) fn answer(family: Family, is_head: bool, persistence: Persistence) -> RespId {
-        RespId(family as u8 * 6 + u8::from(is_head) * 3 + persistence_index(persistence))
+        RespId(ANSWERS_AT + family.0 * 6 + u8::from(is_head) * 3 + persistence_index(persistence))
     }
 
     /// The error answer for `status`, one of [`ERROR_STATUSES`] (400 for any other).
@@ -188,16 +207,16 @@ impl RespId {
     /// The same response announcing `Connection: close`, when it is an answer that
     /// would have kept the connection open; `None` otherwise.
     pub(crate) fn closing(self) -> Option<RespId> {
-        if self.0 < ANSWERS_END && self.0 % 3 != 2 {
-            Some(RespId(self.0 - self.0 % 3 + 2))
-        } else {
-            None
-        }
+        let k = self.0.checked_sub(ANSWERS_AT)?;
+        (k % 3 != 2).then(|| RespId(self.0 - k % 3 + 2))
     }
 
     /// Whether the connection is closed after this response.
     pub(crate) fn closes(self) -> bool {
-        (self.0 < ANSWERS_END && self.0 % 3 == 2) || (ERRORS_AT..CONTINUE_AT).contains(&self.0)
+        match self.0.checked_sub(ANSWERS_AT) {
+            Some(k) => k % 3 == 2,
+            None => self.0 != CONTINUE_AT,
+        }
     }
 }
 
@@ -228,7 +247,9 @@ impl Template {
 /// Every response a worker sends. Cheap to clone (a long body is shared), one copy per worker.
 #[derive(Debug, Clone)]
 pub(crate) struct Templates {
-    all: Box<[Template; TEMPLATE_COUNT]>,
+    all: Box<[Template]>,
+    /// The statuses of `--status-mix`, in order.
+    mix: Box<[u16]>,
     date_second: i64,
 }
 
@@ -255,6 +276,7 @@ fn content_rule(status: u16) -> Content {
 }
 
 /// What a family of responses has in common (the GET, HEAD and `Connection` variants).
+#[derive(Clone, Copy)]
 struct Shape<'a> {
     status: u16,
     content_type: &'a str,
@@ -340,43 +362,50 @@ impl Templates {
             headers: &[],
             server_header: spec.server_header,
         };
-        let families = [
+        let mut families = vec![
             configured,
             health(200, HEALTH_OK_BODY),
             health(503, HEALTH_DOWN_BODY),
         ];
-        let all: [Template; TEMPLATE_COUNT] = std::array::from_fn(|i| {
-            let i = i as u8;
-            if i < ANSWERS_END {
-                let persistence = [
+        for &status in spec.status_mix.iter().take(MAX_MIX) {
+            families.push(Shape {
+                status,
+                ..configured
+            });
+        }
+        let mut all = Vec::with_capacity(usize::from(ANSWERS_AT) + 6 * families.len());
+        for k in 0..2 * ERROR_STATUSES.len() {
+            let code = ERROR_STATUSES[k % ERROR_STATUSES.len()];
+            let error = Shape {
+                status: code,
+                content_type: "text/plain",
+                body: reason(code).unwrap_or("Error").as_bytes(),
+                shared_body: None,
+                headers: &[],
+                server_header: spec.server_header,
+            };
+            all.push(build(&error, k < ERROR_STATUSES.len(), Persistence::Close));
+        }
+        all.push(Template {
+            bytes: CONTINUE.into(),
+            body: None,
+            date_at: None,
+            status: 100,
+        });
+        for shape in &families {
+            for send_body in [true, false] {
+                for persistence in [
                     Persistence::Default,
                     Persistence::KeepAlive,
                     Persistence::Close,
-                ][usize::from(i % 3)];
-                build(&families[usize::from(i / 6)], i % 6 < 3, persistence)
-            } else if i < CONTINUE_AT {
-                let k = usize::from(i - ERRORS_AT);
-                let code = ERROR_STATUSES[k % ERROR_STATUSES.len()];
-                let error = Shape {
-                    status: code,
-                    content_type: "text/plain",
-                    body: reason(code).unwrap_or("Error").as_bytes(),
-                    shared_body: None,
-                    headers: &[],
-                    server_header: spec.server_header,
-                };
-                build(&error, k < ERROR_STATUSES.len(), Persistence::Close)
-            } else {
-                Template {
-                    bytes: CONTINUE.into(),
-                    body: None,
-                    date_at: None,
-                    status: 100,
+                ] {
+                    all.push(build(shape, send_body, persistence));
                 }
             }
-        });
+        }
         let mut t = Templates {
-            all: Box::new(all),
+            all: all.into_boxed_slice(),
+            mix: spec.status_mix.iter().copied().take(MAX_MIX).collect(),
             date_second: i64::MIN,
         };
         t.refresh_date(unix_secs);
@@ -418,6 +447,11 @@ impl Templates {
         self.all[usize::from(id.0)]
             .date_at
             .map_or(0, |at| at + IMF_FIXDATE_LEN)
+    }
+
+    /// The statuses of `--status-mix`, in order.
+    pub(crate) fn mix_statuses(&self) -> &[u16] {
+        &self.mix
     }
 
     /// Status code of the response `id`.
@@ -561,7 +595,7 @@ mod tests {
         };
         let t = Templates::new(&spec, 0);
         let ok = text(&t.bytes(RespId::answer(
-            Family::HealthOk,
+            Family::HEALTH_OK,
             false,
             Persistence::Default,
         )));
@@ -570,13 +604,17 @@ mod tests {
             "{ok}"
         );
         assert!(!ok.contains("X-A"), "{ok}");
-        let down = RespId::answer(Family::HealthDown, true, Persistence::KeepAlive);
+        let down = RespId::answer(Family::HEALTH_DOWN, true, Persistence::KeepAlive);
         let text_down = text(&t.bytes(down));
         assert!(text_down.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
         assert!(text_down.ends_with("Content-Length: 14\r\nConnection: keep-alive\r\n\r\n"));
         assert_eq!(
             down.closing(),
-            Some(RespId::answer(Family::HealthDown, true, Persistence::Close))
+            Some(RespId::answer(
+                Family::HEALTH_DOWN,
+                true,
+                Persistence::Close
+            ))
         );
         assert_eq!(t.status_of(down), 503);
         let conf = text(&t.bytes(RespId::configured(false, Persistence::Close)));

@@ -8,6 +8,7 @@
 //! there is no locked read-modify-write on the request path because each slot
 //! has exactly one writer.
 
+use crate::http::response::MAX_MIX;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Counters of one worker thread. Every field only ever grows, except
@@ -37,6 +38,12 @@ pub(crate) struct WorkerCounters {
     pub(crate) parse_errors: AtomicU64,
     /// `accept` calls that failed with something other than "would block".
     pub(crate) accept_errors: AtomicU64,
+    /// Injected faults (`--fault`), by kind.
+    pub(crate) faults_reset: AtomicU64,
+    pub(crate) faults_close: AtomicU64,
+    pub(crate) faults_stall: AtomicU64,
+    /// Responses with each status of `--status-mix`, in its order.
+    pub(crate) mixed: [AtomicU64; MAX_MIX],
 }
 
 /// Adds `n` to a counter that only the calling thread writes.
@@ -63,6 +70,10 @@ pub struct Snapshot {
     pub timeouts: u64,
     pub parse_errors: u64,
     pub accept_errors: u64,
+    pub faults_reset: u64,
+    pub faults_close: u64,
+    pub faults_stall: u64,
+    pub mixed: [u64; MAX_MIX],
 }
 
 impl Snapshot {
@@ -82,6 +93,12 @@ impl Snapshot {
             s.timeouts += r(&c.timeouts);
             s.parse_errors += r(&c.parse_errors);
             s.accept_errors += r(&c.accept_errors);
+            s.faults_reset += r(&c.faults_reset);
+            s.faults_close += r(&c.faults_close);
+            s.faults_stall += r(&c.faults_stall);
+            for (sum, m) in s.mixed.iter_mut().zip(&c.mixed) {
+                *sum += r(m);
+            }
         }
         s
     }

@@ -9,11 +9,13 @@ pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8"
 
 /// What the exposition reports besides the counters.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Process {
+pub(crate) struct Process<'a> {
     /// Not shutting down.
     pub(crate) ready: bool,
     /// When the process started, in seconds since the Unix epoch.
     pub(crate) start_time: f64,
+    /// The statuses of `--status-mix`, in order.
+    pub(crate) mix: &'a [u16],
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -27,7 +29,7 @@ fn sample(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
 }
 
 /// The whole exposition for the counters summed over every worker.
-pub(crate) fn render(s: &Snapshot, p: Process) -> String {
+pub(crate) fn render(s: &Snapshot, p: Process<'_>) -> String {
     let mut out = String::with_capacity(2048);
     sample(
         &mut out,
@@ -85,6 +87,33 @@ pub(crate) fn render(s: &Snapshot, p: Process) -> String {
     for (name, help, value) in counters {
         sample(&mut out, name, "counter", help, value);
     }
+    family(
+        &mut out,
+        "vrypt_faults_total",
+        "counter",
+        "Requests answered with an injected fault (--fault), by kind.",
+    );
+    for (kind, n) in [
+        ("reset", s.faults_reset),
+        ("close", s.faults_close),
+        ("stall", s.faults_stall),
+    ] {
+        let _ = writeln!(out, "vrypt_faults_total{{kind=\"{kind}\"}} {n}");
+    }
+    if !p.mix.is_empty() {
+        family(
+            &mut out,
+            "vrypt_mixed_responses_total",
+            "counter",
+            "Responses of each status drawn by --status-mix.",
+        );
+        for (status, n) in p.mix.iter().zip(s.mixed) {
+            let _ = writeln!(
+                out,
+                "vrypt_mixed_responses_total{{status=\"{status}\"}} {n}"
+            );
+        }
+    }
     sample(
         &mut out,
         "vrypt_connections_open",
@@ -139,6 +168,7 @@ mod tests {
             Process {
                 ready: false,
                 start_time: 1.5e9,
+                mix: &[200, 503],
             },
         );
         assert!(text.contains("vrypt_requests_total 7\n"));
@@ -160,7 +190,9 @@ mod tests {
                 );
             }
         }
-        assert_eq!(families, 12);
+        assert_eq!(families, 14);
+        assert!(text.contains("vrypt_faults_total{kind=\"stall\"} 0\n"));
+        assert!(text.contains("vrypt_mixed_responses_total{status=\"503\"} 0\n"));
         assert!(text.ends_with('\n'));
     }
 }

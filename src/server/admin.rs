@@ -50,6 +50,8 @@ pub(crate) struct View<'a> {
     pub(crate) counters: &'a [WorkerCounters],
     pub(crate) ready: bool,
     pub(crate) start_time: f64,
+    /// The statuses of `--status-mix`.
+    pub(crate) mix: &'a [u16],
 }
 
 /// One worker's admin listener and connections.
@@ -293,6 +295,7 @@ fn answer(head: &[u8], view: View<'_>) -> Vec<u8> {
                 prometheus::Process {
                     ready: view.ready,
                     start_time: view.start_time,
+                    mix: view.mix,
                 },
             );
             response(
@@ -341,6 +344,7 @@ mod tests {
             counters: &counters,
             ready,
             start_time: 0.0,
+            mix: &[],
         };
         String::from_utf8(answer(head, view)).unwrap()
     }

@@ -15,6 +15,7 @@
 //! unanswered bytes and resumes when the client has read: what one read can make
 //! the server hold is bounded by constants, whatever the body size.
 
+use super::chaos::{Chaos, Draw, Fault};
 use super::deadline::Waiting;
 use super::output::OutQueue;
 use super::pool::Pool;
@@ -69,6 +70,11 @@ pub(crate) enum State {
     /// FIN is sent; input is discarded until the client closes or the linger
     /// deadline passes.
     Lingering,
+    /// An injected reset (`--fault reset`): once what is owed is written, reset.
+    Resetting,
+    /// An injected stall (`--fault stall`): once what is owed is written, answer
+    /// nothing more and read nothing; closed by the idle deadline.
+    Stalled,
 }
 
 /// What the worker does next with a connection.
@@ -84,6 +90,10 @@ pub(crate) enum Step {
     Discard,
     /// Close now.
     Close,
+    /// Reset the connection now (`SO_LINGER` 0, then close).
+    Reset,
+    /// Do nothing until the deadline closes the connection.
+    Stall,
 }
 
 /// Why [`Conn::process`] stopped.
@@ -205,21 +215,28 @@ pub(crate) struct Ctx<'a> {
     pub(crate) health_path: Option<&'a [u8]>,
     /// Whether the server is ready (not shutting down): what the health path answers.
     pub(crate) ready: bool,
+    /// `--status-mix` and `--fault`, when configured, and the worker's generator.
+    pub(crate) chaos: Option<&'a Chaos>,
+    pub(crate) rng: &'a mut crate::rng::Rng,
 }
 
 impl Ctx<'_> {
-    /// Which answer the request whose complete head is `head` gets.
+    /// What the request whose complete head is `head` gets. The health path is
+    /// never mixed or faulted: probes tell the truth while the target misbehaves.
     #[inline]
-    fn family_of(&self, head: &[u8]) -> Family {
-        match self.health_path {
-            Some(path) if request_path(head) == path => {
-                if self.ready {
-                    Family::HealthOk
+    fn draw(&mut self, head: &[u8]) -> Draw {
+        if let Some(path) = self.health_path {
+            if request_path(head) == path {
+                return Draw::Answer(if self.ready {
+                    Family::HEALTH_OK
                 } else {
-                    Family::HealthDown
-                }
+                    Family::HEALTH_DOWN
+                });
             }
-            _ => Family::Configured,
+        }
+        match self.chaos {
+            None => Draw::Answer(Family::CONFIGURED),
+            Some(c) => c.draw(self.rng),
         }
     }
 }
@@ -315,6 +332,9 @@ impl Conn {
         let owing = self.output.is_some();
         match self.state {
             State::Lingering => Step::Discard,
+            State::Resetting | State::Stalled if owing => Step::WaitWritable,
+            State::Resetting => Step::Reset,
+            State::Stalled => Step::Stall,
             State::Closing { .. } if owing => Step::WaitWritable,
             State::Closing { linger: true } => Step::Linger,
             State::Closing { linger: false } => Step::Close,
@@ -335,6 +355,8 @@ impl Conn {
         match self.state {
             State::Lingering => Waiting::Linger,
             _ if self.output.is_some() => Waiting::Output,
+            State::Stalled => Waiting::Stall,
+            State::Resetting => Waiting::Output,
             State::Closing { .. } => Waiting::Output,
             State::Head if self.held_input() > 0 => Waiting::PartialHead,
             State::Head => Waiting::Request,
@@ -400,7 +422,10 @@ impl Conn {
         if let Some(input) = self.input.take() {
             ctx.pools.give_input(input);
         }
-        if !matches!(self.state, State::Closing { .. } | State::Lingering) {
+        if !matches!(
+            self.state,
+            State::Closing { .. } | State::Lingering | State::Resetting | State::Stalled
+        ) {
             self.state = State::Closing { linger: false };
         }
     }
@@ -432,6 +457,19 @@ impl Conn {
         count_status(ctx.counters, ctx.templates.status_of(id));
     }
 
+    /// Replaces a request's answer with `fault`: what is owed before it is still
+    /// written, nothing after it is answered.
+    fn inject(&mut self, fault: Fault, ctx: &mut Ctx<'_>) {
+        let c = ctx.counters;
+        let (counter, state) = match fault {
+            Fault::Reset => (&c.faults_reset, State::Resetting),
+            Fault::Close => (&c.faults_close, State::Closing { linger: true }),
+            Fault::Stall => (&c.faults_stall, State::Stalled),
+        };
+        bump(counter, 1);
+        self.state = state;
+    }
+
     /// Answers a request the server refuses, and closes.
     fn refuse(&mut self, status: u16, is_head: bool, ctx: &mut Ctx<'_>) {
         self.queue(RespId::error(status, is_head), ctx);
@@ -447,6 +485,11 @@ impl Conn {
             RespId::answer(owed.family, owed.is_head, persistence(keep, owed.version)),
             ctx,
         );
+        if let Some(i) = owed.family.mix_index() {
+            if let Some(c) = ctx.counters.mixed.get(i) {
+                bump(c, 1);
+            }
+        }
         ctx.boundaries += 1;
         self.state = if keep {
             State::Head
@@ -503,7 +546,7 @@ impl Conn {
                         }
                     };
                     *parser = HeadParser::new();
-                    let family = ctx.family_of(&data[pos..pos + head.len]);
+                    let head_bytes = &data[pos..pos + head.len];
                     pos += head.len;
                     bump(&ctx.counters.requests, 1);
                     ctx.boundaries += 1;
@@ -513,6 +556,13 @@ impl Conn {
                         self.refuse(501, head.is_head, ctx);
                         return (data.len(), Stop::Closed);
                     }
+                    let family = match ctx.draw(head_bytes) {
+                        Draw::Answer(family) => family,
+                        Draw::Fault(fault) => {
+                            self.inject(fault, ctx);
+                            return (data.len(), Stop::Closed);
+                        }
+                    };
                     let owed = Owed::of(&head, family);
                     let skip = match head.body {
                         Body::None => {
@@ -560,7 +610,9 @@ impl Conn {
                         return (data.len(), Stop::Closed);
                     }
                 }
-                State::Closing { .. } | State::Lingering => return (data.len(), Stop::Closed),
+                State::Closing { .. } | State::Lingering | State::Resetting | State::Stalled => {
+                    return (data.len(), Stop::Closed)
+                }
             }
         }
     }
@@ -590,6 +642,9 @@ impl Conn {
     pub(crate) fn begin_drain(&mut self, unread: u64, ctx: &mut Ctx<'_>) -> bool {
         if self.drain_left.is_some() {
             return false;
+        }
+        if self.state == State::Stalled {
+            return self.output.is_none();
         }
         let budget = self.held_input() as u64 + unread;
         self.drain_left = Some(budget);
@@ -640,6 +695,7 @@ pub(crate) fn replay(
     let mut conn = Conn::new();
     let mut out = Vec::new();
     let mut scratch = vec![0u8; 32 * 1024];
+    let mut rng = crate::rng::Rng::for_worker(0, 0);
     let mut start = 0;
     let mut ends: Vec<usize> = cuts.to_vec();
     ends.push(data.len());
@@ -652,6 +708,8 @@ pub(crate) fn replay(
         boundaries: 0,
         health_path,
         ready: true,
+        chaos: None,
+        rng: &mut rng,
     };
     let mut i = 0;
     loop {

@@ -31,6 +31,8 @@ pub(crate) enum Waiting {
     Output,
     /// The client to close after the final response.
     Linger,
+    /// Nothing (an injected stall): the idle deadline closes the connection.
+    Stall,
 }
 
 impl Waiting {
@@ -42,6 +44,7 @@ impl Waiting {
             Waiting::Body => TimerKind::Body,
             Waiting::Output => TimerKind::Write,
             Waiting::Linger => TimerKind::Linger,
+            Waiting::Stall => TimerKind::Idle,
         }
     }
 }
@@ -84,7 +87,7 @@ pub(crate) fn next_timer(current: Option<TimerKind>, waiting: Waiting, p: Progre
         Waiting::Output => p.wrote,
         Waiting::PartialHead | Waiting::Trailer | Waiting::Body => p.boundaries > 0,
         Waiting::Request => p.read || p.wrote,
-        Waiting::Linger => false,
+        Waiting::Linger | Waiting::Stall => false,
     };
     if restart {
         TimerChange::Start(wanted)

@@ -43,6 +43,10 @@ pub(crate) struct Resources {
     pub(crate) health_path: Option<Box<[u8]>>,
     /// Not shutting down (refreshed by the worker once per loop).
     pub(crate) ready: bool,
+    /// `--status-mix` and `--fault`, when configured.
+    pub(crate) chaos: Option<super::chaos::Chaos>,
+    /// This worker's random numbers.
+    pub(crate) rng: crate::rng::Rng,
 }
 
 impl Resources {
@@ -63,6 +67,8 @@ impl Resources {
                 boundaries: 0,
                 health_path: self.health_path.as_deref(),
                 ready: self.ready,
+                chaos: self.chaos.as_ref(),
+                rng: &mut self.rng,
             },
             &mut self.scratch,
         )
@@ -86,6 +92,8 @@ pub(crate) enum Outcome {
     Lingering { busy: bool },
     /// Close the connection.
     Close,
+    /// Reset the connection (an injected fault): `SO_LINGER` 0, then close.
+    Reset,
 }
 
 /// Moves `conn` forward as far as `sock` allows: write, answer, read, repeat.
@@ -124,6 +132,8 @@ pub(crate) fn drive<S: Socket>(
             Step::Read if !drained => {}
             Step::Read | Step::WaitWritable => return Outcome::Waiting(progress),
             Step::Close => return Outcome::Close,
+            Step::Reset => return Outcome::Reset,
+            Step::Stall => return Outcome::Waiting(progress),
             Step::Linger => {
                 // Send FIN now but keep reading: closing with unread input would send a
                 // reset, and a reset can destroy the response before the client has read it.

@@ -1,6 +1,7 @@
 //! The server: listeners, worker threads, graceful shutdown, metrics thread.
 
 mod admin;
+mod chaos;
 pub(crate) mod conn;
 mod deadline;
 mod drive;
@@ -103,12 +104,16 @@ pub(crate) fn run(mut cfg: Config) -> io::Result<()> {
         .map_err(|e| io::Error::new(e.kind(), format!("cannot create a signalfd: {e}")))?;
     let signal_raw = std::os::fd::AsRawFd::as_raw_fd(&signal_fd);
 
+    let seed = cfg.seed.unwrap_or_else(crate::rng::clock_seed);
+    let chaos = chaos::Chaos::new(&cfg.status_mix, cfg.faults);
     let common = Common {
         templates,
         counters: counters.clone(),
         shared: shared.clone(),
         health_path: cfg.health_path.as_ref().map(|p| p.as_bytes().into()),
         start_time,
+        chaos,
+        seed,
     };
     let admin_addr = admin.as_ref().map(|a| a.addr);
     let mut admin_listeners = admin.map(|a| a.listeners.into_iter());
@@ -127,7 +132,7 @@ pub(crate) fn run(mut cfg: Config) -> io::Result<()> {
         "start",
         "version={} workers={} backlog={} somaxconn={} max_connections={} max_header_bytes={} nofile={} \
          header_timeout_ms={} idle_timeout_ms={} body_timeout_ms={} write_timeout_ms={} shutdown_timeout_ms={} \
-         shutdown_delay_ms={} status={} body_bytes={} health_path={} statsd={}",
+         shutdown_delay_ms={} status={} body_bytes={} health_path={} status_mix={} faults={} seed={} statsd={}",
         env!("CARGO_PKG_VERSION"),
         cfg.workers,
         effective_backlog,
@@ -144,6 +149,24 @@ pub(crate) fn run(mut cfg: Config) -> io::Result<()> {
         cfg.response.status,
         body_bytes,
         cfg.health_path.as_deref().map_or("off".to_string(), quote),
+        if cfg.status_mix.is_empty() {
+            "off".to_string()
+        } else {
+            cfg.status_mix
+                .iter()
+                .map(|(s, w)| format!("{s}={w}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        },
+        if cfg.faults.any() {
+            format!(
+                "reset={},close={},stall={}",
+                cfg.faults.reset, cfg.faults.close, cfg.faults.stall
+            )
+        } else {
+            "off".to_string()
+        },
+        seed,
         cfg.statsd.as_ref().map_or("off".to_string(), |s| quote(&s.target)),
     );
     if let Some(addr) = admin_addr {
@@ -161,6 +184,7 @@ pub(crate) fn run(mut cfg: Config) -> io::Result<()> {
     let metrics = match &cfg.statsd {
         Some(s) => {
             let sc = statsd::StatsdConfig {
+                mix_statuses: cfg.status_mix.iter().map(|&(s, _)| s).collect(),
                 target: s.target.clone(),
                 interval: s.interval,
                 prefix: s.prefix.clone(),

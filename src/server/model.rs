@@ -262,9 +262,9 @@ impl Client {
             let target = head.split(|&b| b == b' ').nth(1).unwrap_or_default();
             let path = target.split(|&b| b == b'?').next().unwrap_or_default();
             let family = if path == HEALTH_PATH {
-                Family::HealthOk
+                Family::HEALTH_OK
             } else {
-                Family::Configured
+                Family::CONFIGURED
             };
             let id = RespId::answer(family, is_head, persistence(keep, http11));
             self.pred.push((id, start + head_len + body.len()));
@@ -787,7 +787,7 @@ fn all_ids() -> Vec<RespId> {
             Persistence::Close,
         ] {
             v.push(RespId::configured(is_head, p));
-            v.push(RespId::answer(Family::HealthOk, is_head, p));
+            v.push(RespId::answer(Family::HEALTH_OK, is_head, p));
         }
         for s in ERROR_STATUSES {
             v.push(RespId::error(s, is_head));
@@ -867,7 +867,7 @@ fn label(id: RespId) -> String {
             if id == RespId::configured(is_head, p) {
                 return format!("{m}:{p:?}");
             }
-            if id == RespId::answer(Family::HealthOk, is_head, p) {
+            if id == RespId::answer(Family::HEALTH_OK, is_head, p) {
                 return format!("health:{m}:{p:?}");
             }
         }
@@ -976,6 +976,8 @@ impl<'a> Model<'a> {
                 max_head,
                 health_path: Some(HEALTH_PATH.into()),
                 ready: true,
+                chaos: None,
+                rng: crate::rng::Rng::for_worker(0, 0),
             },
             // Armed at accept, as the worker does.
             timer: Some(TimerKind::Header),
@@ -1185,6 +1187,7 @@ impl<'a> Model<'a> {
                     ));
                 }
             }
+            Outcome::Reset => self.fail("a reset without an injected fault"),
             Outcome::Close => {
                 if !self.sock.reset {
                     if pending > 0 {

@@ -79,6 +79,10 @@ pub(crate) struct Common {
     pub(crate) health_path: Option<Box<[u8]>>,
     /// Process start, in seconds since the Unix epoch (for `/metrics`).
     pub(crate) start_time: f64,
+    /// `--status-mix` and `--fault`, when configured.
+    pub(crate) chaos: Option<super::chaos::Chaos>,
+    /// The run's seed; each worker derives its own generator from it.
+    pub(crate) seed: u64,
 }
 
 /// A connection's socket and state.
@@ -134,6 +138,7 @@ fn admin_view(res: &Resources, start_time: f64) -> admin::View<'_> {
         counters: &res.counters,
         ready: res.ready,
         start_time,
+        mix: res.templates.mix_statuses(),
     }
 }
 
@@ -154,6 +159,8 @@ impl Worker {
             shared,
             health_path,
             start_time,
+            chaos,
+            seed,
         } = common;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -204,6 +211,8 @@ impl Worker {
                 max_head: settings.max_head,
                 health_path,
                 ready: true,
+                chaos,
+                rng: crate::rng::Rng::for_worker(seed, id),
             },
             shared,
             settings,
@@ -482,6 +491,11 @@ impl Worker {
                 }
             }
             Outcome::Close => self.release(idx),
+            Outcome::Reset => {
+                // An injected fault: with a zero linger time, close sends RST.
+                let _ = socket2::SockRef::from(&slot.stream).set_linger(Some(Duration::ZERO));
+                self.release(idx);
+            }
         }
     }
 

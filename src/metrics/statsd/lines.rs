@@ -52,8 +52,9 @@ pub(crate) fn format_lines(
     delta: &Snapshot,
     elapsed: Duration,
     open: u64,
+    mix: &[u16],
 ) -> Vec<String> {
-    let counters: [(&str, u64); 11] = [
+    let counters: [(&str, u64); 14] = [
         ("requests", delta.requests),
         ("responses.2xx", delta.responses_2xx),
         ("responses.3xx", delta.responses_3xx),
@@ -65,6 +66,9 @@ pub(crate) fn format_lines(
         ("timeouts", delta.timeouts),
         ("parse_errors", delta.parse_errors),
         ("accept_errors", delta.accept_errors),
+        ("faults.reset", delta.faults_reset),
+        ("faults.close", delta.faults_close),
+        ("faults.stall", delta.faults_stall),
     ];
     let mut lines = Vec::with_capacity(counters.len() + 2);
     lines.push(line(
@@ -76,6 +80,10 @@ pub(crate) fn format_lines(
     ));
     for (name, value) in counters {
         lines.push(line(prefix, name, &value.to_string(), "c", tags));
+    }
+    for (status, n) in mix.iter().zip(delta.mixed) {
+        let name = format!("responses.status.{status}");
+        lines.push(line(prefix, &name, &n.to_string(), "c", tags));
     }
     lines.push(line(
         prefix,
@@ -112,12 +120,23 @@ pub(crate) fn longest_line(prefix: &str, tags: &str) -> usize {
         timeouts: u64::MAX,
         parse_errors: u64::MAX,
         accept_errors: u64::MAX,
+        faults_reset: u64::MAX,
+        faults_close: u64::MAX,
+        faults_stall: u64::MAX,
+        mixed: [u64::MAX; crate::http::response::MAX_MIX],
     };
-    format_lines(prefix, tags, &max, Duration::from_nanos(1), u64::MAX)
-        .iter()
-        .map(String::len)
-        .max()
-        .unwrap_or(0)
+    format_lines(
+        prefix,
+        tags,
+        &max,
+        Duration::from_nanos(1),
+        u64::MAX,
+        &[599],
+    )
+    .iter()
+    .map(String::len)
+    .max()
+    .unwrap_or(0)
 }
 
 /// Packs lines into datagrams of at most `max` bytes, lines separated by `\n`.
@@ -168,6 +187,10 @@ pub(crate) fn delta(now: &Snapshot, before: &Snapshot) -> Snapshot {
         timeouts: now.timeouts.wrapping_sub(before.timeouts),
         parse_errors: now.parse_errors.wrapping_sub(before.parse_errors),
         accept_errors: now.accept_errors.wrapping_sub(before.accept_errors),
+        faults_reset: now.faults_reset.wrapping_sub(before.faults_reset),
+        faults_close: now.faults_close.wrapping_sub(before.faults_close),
+        faults_stall: now.faults_stall.wrapping_sub(before.faults_stall),
+        mixed: std::array::from_fn(|i| now.mixed[i].wrapping_sub(before.mixed[i])),
     }
 }
 
@@ -187,7 +210,7 @@ mod tests {
 
     #[test]
     fn lines_have_every_metric_in_order() {
-        let lines = format_lines("vrypt", "", &snap(50), Duration::from_millis(500), 3);
+        let lines = format_lines("vrypt", "", &snap(50), Duration::from_millis(500), 3, &[]);
         assert_eq!(
             lines,
             [
@@ -203,9 +226,17 @@ mod tests {
                 "vrypt.timeouts:0|c",
                 "vrypt.parse_errors:0|c",
                 "vrypt.accept_errors:0|c",
+                "vrypt.faults.reset:0|c",
+                "vrypt.faults.close:0|c",
+                "vrypt.faults.stall:0|c",
                 "vrypt.connections.open:3|g",
             ]
         );
+        let mut mixed = snap(3);
+        mixed.mixed[1] = 2;
+        let lines = format_lines("v", "", &mixed, Duration::from_secs(1), 0, &[200, 503]);
+        assert!(lines.contains(&"v.responses.status.200:0|c".to_string()));
+        assert!(lines.contains(&"v.responses.status.503:2|c".to_string()));
     }
 
     #[test]
@@ -216,9 +247,9 @@ mod tests {
             ("canary".into(), String::new()),
         ]);
         assert_eq!(tags, "|#env:prod,az:b,canary");
-        let lines = format_lines("", &tags, &snap(1), Duration::from_secs(1), 0);
+        let lines = format_lines("", &tags, &snap(1), Duration::from_secs(1), 0, &[]);
         assert_eq!(lines[0], "rps:1|g|#env:prod,az:b,canary");
-        assert_eq!(lines[12], "connections.open:0|g|#env:prod,az:b,canary");
+        assert_eq!(lines[15], "connections.open:0|g|#env:prod,az:b,canary");
         assert_eq!(tag_suffix(&[]), "");
     }
 
@@ -301,6 +332,7 @@ mod tests {
             &snap(u64::MAX),
             Duration::from_nanos(1),
             u64::MAX,
+            &[],
         );
         assert_eq!(pack(&lines, MAX_DATAGRAM).len(), 1);
         assert!(longest_line("vrypt", "") < 60);

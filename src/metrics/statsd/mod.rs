@@ -86,6 +86,8 @@ const SLEEP_SLICE: Duration = Duration::from_millis(100);
 /// Where and how to send metrics.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct StatsdConfig {
+    /// The statuses of `--status-mix`, each counted as `responses.status.CODE`.
+    pub(crate) mix_statuses: Vec<u16>,
     /// Collector as `host:port`, `ipv4:port` or `[ipv6]:port`.
     pub(crate) target: String,
     /// Time between two flushes.
@@ -211,7 +213,14 @@ impl Pusher {
     }
 
     fn flush(&mut self, delta: &Snapshot, elapsed: Duration, open: u64) {
-        let lines = format_lines(&self.cfg.prefix, &self.tags, delta, elapsed, open);
+        let lines = format_lines(
+            &self.cfg.prefix,
+            &self.tags,
+            delta,
+            elapsed,
+            open,
+            &self.cfg.mix_statuses,
+        );
         let datagrams = pack(&lines, MAX_DATAGRAM);
         if self.socket.is_none() {
             // Not resolved yet (or never): this interval is lost, the warning
@@ -245,6 +254,7 @@ mod tests {
 
     fn config(target: String, interval: Duration) -> StatsdConfig {
         StatsdConfig {
+            mix_statuses: Vec::new(),
             target,
             interval,
             prefix: "t".into(),

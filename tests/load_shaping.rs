@@ -1,0 +1,212 @@
+//! Behaviour shaped on purpose for load tests, over real sockets: `--status-mix`
+//! proportions, `--fault` kinds as a client sees them, `--seed` reproducibility,
+//! and probes that are never shaped.
+
+mod common;
+
+use common::{get, Client, Server};
+use std::io::{ErrorKind, Read};
+use std::time::{Duration, Instant};
+
+const GET: &[u8] = b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n";
+
+/// Statuses of `n` pipelined GETs on one connection, in order.
+fn statuses(server: &Server, n: usize) -> Vec<u16> {
+    let mut c = server.connect();
+    let mut out = Vec::with_capacity(n);
+    let batch = 500;
+    while out.len() < n {
+        let k = batch.min(n - out.len());
+        c.send(&GET.repeat(k));
+        for _ in 0..k {
+            out.push(c.response(false).status);
+        }
+    }
+    out
+}
+
+fn sample(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn status_mix_follows_the_weights_over_20000_requests() {
+    let server = Server::start(&[
+        "--status-mix",
+        "200=70,503=20,500=7.5,404=2.5",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
+    let n = 20_000;
+    let got = statuses(&server, n);
+    let metrics = get(server.admin_addr(), "/metrics").body_text();
+    for (status, weight) in [(200, 70.0), (503, 20.0), (500, 7.5), (404, 2.5)] {
+        let count = got.iter().filter(|&&s| s == status).count();
+        let share = 100.0 * count as f64 / n as f64;
+        assert!(
+            (share - weight).abs() <= 1.5,
+            "status {status}: {share:.2}% of {n}, weight {weight}%"
+        );
+        let label = format!("vrypt_mixed_responses_total{{status=\"{status}\"}}");
+        assert_eq!(sample(&metrics, &label), count as u64, "{label}");
+    }
+    assert_eq!(
+        got.iter()
+            .filter(|s| ![200, 503, 500, 404].contains(s))
+            .count(),
+        0
+    );
+    // The body stays the configured one whatever the status.
+    let mut c = server.connect();
+    c.send(GET);
+    assert_eq!(c.response(false).body_text(), "Vrypt");
+}
+
+#[test]
+fn the_same_seed_gives_the_same_sequence() {
+    let run = |seed: &str| {
+        let server = Server::start(&["--status-mix", "200=50,503=50", "--seed", seed]);
+        statuses(&server, 200)
+    };
+    let a = run("12345");
+    assert_eq!(a, run("12345"), "same seed, same statuses");
+    assert_ne!(a, run("54321"), "another seed, other statuses");
+    let server = Server::start(&["--status-mix", "200=1", "--seed", "9"]);
+    assert!(
+        server.log_text().contains(" seed=9 "),
+        "{}",
+        server.log_text()
+    );
+    let unseeded = Server::start(&[]);
+    assert!(
+        unseeded.log_text().contains(" seed="),
+        "the clock seed is logged"
+    );
+}
+
+/// Reads until EOF or an error; the bytes read and the error kind.
+fn read_all(c: &mut Client) -> (Vec<u8>, Option<ErrorKind>) {
+    let mut out = c.buffered().to_vec();
+    let mut buf = [0u8; 4096];
+    loop {
+        match c.stream.read(&mut buf) {
+            Ok(0) => return (out, None),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) => return (out, Some(e.kind())),
+        }
+    }
+}
+
+#[test]
+fn a_reset_fault_is_seen_as_econnreset() {
+    let server = Server::start(&["--fault", "reset=100%", "--admin-listen", "127.0.0.1:0"]);
+    let mut c = server.connect();
+    c.send(GET);
+    let (bytes, err) = read_all(&mut c);
+    assert!(bytes.is_empty(), "{}", String::from_utf8_lossy(&bytes));
+    assert_eq!(err, Some(ErrorKind::ConnectionReset));
+    let m = get(server.admin_addr(), "/metrics").body_text();
+    assert_eq!(sample(&m, "vrypt_faults_total{kind=\"reset\"}"), 1);
+    assert_eq!(sample(&m, "vrypt_requests_total"), 1);
+}
+
+#[test]
+fn a_close_fault_is_eof_without_a_response() {
+    let server = Server::start(&["--fault", "close=100%"]);
+    let mut c = server.connect();
+    c.send(GET);
+    let (bytes, err) = read_all(&mut c);
+    assert!(bytes.is_empty(), "{}", String::from_utf8_lossy(&bytes));
+    assert_eq!(err, None, "a clean close (FIN), not a reset");
+}
+
+#[test]
+fn a_stall_fault_is_silence_until_the_idle_timeout() {
+    let server = Server::start(&["--fault", "stall=100%", "--idle-timeout", "700ms"]);
+    let mut c = server.connect();
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let t = Instant::now();
+    c.send(GET);
+    let (bytes, _) = read_all(&mut c);
+    let took = t.elapsed();
+    assert!(bytes.is_empty(), "{}", String::from_utf8_lossy(&bytes));
+    assert!(
+        took >= Duration::from_millis(600) && took < Duration::from_secs(3),
+        "closed after {took:?}"
+    );
+}
+
+#[test]
+fn faults_end_a_pipeline_after_the_answers_before_them() {
+    // With a 50% close fault, a pipeline gets its answers up to the first fault, in
+    // order, then a clean close; the metrics count what happened.
+    let server = Server::start(&[
+        "--fault",
+        "close=50%",
+        "--seed",
+        "7",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
+    let mut answered = 0u64;
+    let mut faults = 0u64;
+    for _ in 0..50 {
+        let mut c = server.connect();
+        c.send(&GET.repeat(10));
+        let mut got = 0;
+        while let Some(r) = c.try_response(false) {
+            assert_eq!(r.status, 200);
+            got += 1;
+        }
+        assert!(got <= 10);
+        answered += got;
+        if got < 10 {
+            faults += 1;
+        }
+    }
+    let m = get(server.admin_addr(), "/metrics").body_text();
+    assert_eq!(sample(&m, "vrypt_responses_total{class=\"2xx\"}"), answered);
+    assert_eq!(sample(&m, "vrypt_faults_total{kind=\"close\"}"), faults);
+    assert!(faults > 30, "{faults} of 50 pipelines faulted");
+}
+
+#[test]
+fn probes_are_never_mixed_or_faulted() {
+    let server = Server::start(&[
+        "--fault",
+        "reset=100%",
+        "--status-mix",
+        "503=1",
+        "--health-path",
+        "/healthz",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
+    for _ in 0..20 {
+        let h = get(server.addr, "/healthz");
+        assert_eq!((h.status, h.body_text().as_str()), (200, "ok\n"));
+        assert_eq!(get(server.admin_addr(), "/healthz").status, 200);
+    }
+}
+
+#[test]
+fn bad_specs_are_one_line_and_exit_2() {
+    for args in [
+        &["--status-mix", "200=1,700=1"][..],
+        &["--status-mix", "nonsense"],
+        &["--fault", "explode=1%"],
+        &["--fault", "reset=70%,close=40%"],
+        &["--seed", "-1"],
+    ] {
+        let out = common::command().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    }
+}
