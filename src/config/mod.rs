@@ -6,6 +6,7 @@
 //! Anything invalid is reported as one line and exit code 2 by `main`.
 
 mod cli;
+pub(crate) mod template;
 pub(crate) mod values;
 
 pub(crate) use cli::{parse_args, usage, Command};
@@ -96,6 +97,9 @@ pub(crate) struct Config {
     pub(crate) faults: values::FaultRates,
     /// `--seed`: the seed of every random choice; from the clock when `None`.
     pub(crate) seed: Option<u64>,
+    /// The responses of workers 1, 2, ... when templates use `{worker}` (worker 0
+    /// has `response`); empty when every worker answers alike.
+    pub(crate) worker_responses: Vec<ResponseSpec>,
     /// `None` when metrics are off.
     pub(crate) statsd: Option<StatsdSettings>,
     pub(crate) log_level: Level,
@@ -123,6 +127,7 @@ impl Default for Config {
             status_mix: Vec::new(),
             faults: values::FaultRates::default(),
             seed: None,
+            worker_responses: Vec::new(),
             statsd: Some(StatsdSettings {
                 target: "127.0.0.1:8125".to_string(),
                 interval: Duration::from_secs(1),

@@ -243,6 +243,34 @@ pub(crate) fn faults(s: &str) -> Result<FaultRates, String> {
     Ok(r)
 }
 
+/// A byte size: `512`, `64KiB`, `10MiB`, `1GiB` (also `KB`/`MB`/`GB` = powers of
+/// 1000, and `K`/`M`/`G` = powers of 1024), from 1 byte to 1 GiB.
+pub(crate) fn size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (examples: 64KiB, 10MiB, 1GiB)"))?;
+    let scale: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "K" | "KiB" | "k" => 1024.0,
+        "M" | "MiB" => 1024.0 * 1024.0,
+        "G" | "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "KB" | "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        other => return Err(format!("unknown unit '{other}' in '{s}' (use B, KiB, MiB or GiB)")),
+    };
+    let bytes = (n * scale).round();
+    if !(1.0..=(1u64 << 30) as f64).contains(&bytes) {
+        return Err(format!("'{s}' is not between 1 byte and 1 GiB"));
+    }
+    Ok(bytes as usize)
+}
+
 /// `k:v,k2:v2` DogStatsD tags.
 pub(crate) fn tags(s: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
@@ -358,6 +386,13 @@ mod tests {
             "200=0",
         ] {
             assert!(status_mix(bad).is_err(), "{bad}");
+        }
+        assert_eq!(size("1GiB"), Ok(1 << 30));
+        assert_eq!(size("64KiB"), Ok(65536));
+        assert_eq!(size("1.5K"), Ok(1536));
+        assert_eq!(size("10MB"), Ok(10_000_000));
+        for bad in ["0", "2GiB", "1TB", "x", "-1"] {
+            assert!(size(bad).is_err(), "{bad}");
         }
         let f = faults("reset=0.1%,close=0.002, stall=0.05%").unwrap();
         assert!((f.reset - 0.001).abs() < 1e-12 && (f.close - 0.002).abs() < 1e-12);

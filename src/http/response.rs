@@ -80,6 +80,11 @@ pub(crate) struct ResponseSpec {
     pub(crate) server_header: bool,
     /// The statuses of `--status-mix`, in order (each gets its own family).
     pub(crate) status_mix: Vec<u16>,
+    /// `--body-size`: the body is `body` repeated (or `x`) to this many bytes.
+    pub(crate) body_size: Option<usize>,
+    /// A body already built and shared (a long or sized body, built once per
+    /// process); it replaces `body` when set.
+    pub(crate) shared_body: Option<std::sync::Arc<[u8]>>,
 }
 
 impl Default for ResponseSpec {
@@ -91,6 +96,8 @@ impl Default for ResponseSpec {
             headers: Vec::new(),
             server_header: true,
             status_mix: Vec::new(),
+            body_size: None,
+            shared_body: None,
         }
     }
 }
@@ -341,15 +348,59 @@ fn build(shape: &Shape<'_>, send_body: bool, persistence: Persistence) -> Templa
     }
 }
 
+/// The body to hold once per process and share, when it is long or sized
+/// (`--body-size`); `None` when it is short enough to live in every template.
+pub(crate) fn shared_body(spec: &ResponseSpec) -> Option<std::sync::Arc<[u8]>> {
+    match spec.body_size {
+        Some(size) => Some(repeat_to(
+            if spec.body.is_empty() { b"x" } else { &spec.body },
+            size,
+        )),
+        None => (spec.body.len() > INLINE_BODY_MAX).then(|| spec.body.as_slice().into()),
+    }
+}
+
+/// `unit` repeated to exactly `size` bytes, built in place (a 1 GiB body is never
+/// held twice).
+fn repeat_to(unit: &[u8], size: usize) -> std::sync::Arc<[u8]> {
+    let mut arc: std::sync::Arc<[std::mem::MaybeUninit<u8>]> =
+        std::sync::Arc::new_zeroed_slice(size);
+    if let Some(buf) = std::sync::Arc::get_mut(&mut arc) {
+        // Zeroed memory is initialised `u8`s; the `MaybeUninit` wrapper is layout-transparent.
+        let buf: &mut [u8] =
+            // SAFETY: `new_zeroed_slice` zeroed every byte, and `MaybeUninit<u8>` has the
+            // layout of `u8`, so the slice is valid `u8`s of the same length.
+            unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), buf.len()) };
+        let first = unit.len().min(size);
+        buf[..first].copy_from_slice(&unit[..first]);
+        let mut filled = first;
+        while filled < size {
+            // Doubling copies: each pass copies what is there, so the pattern continues.
+            let n = filled.min(size - filled);
+            buf.copy_within(..n, filled);
+            filled += n;
+        }
+    }
+    // SAFETY: every element was zeroed by `new_zeroed_slice` (and possibly overwritten
+    // with bytes above), so all are initialised.
+    unsafe { arc.assume_init() }
+}
+
 impl Templates {
     /// Builds every response for `spec`, dated `unix_secs`.
     pub(crate) fn new(spec: &ResponseSpec, unix_secs: i64) -> Templates {
-        let shared: Option<std::sync::Arc<[u8]>> =
-            (spec.body.len() > INLINE_BODY_MAX).then(|| spec.body.as_slice().into());
+        let shared = match &spec.shared_body {
+            Some(b) => Some(b.clone()),
+            None => shared_body(spec),
+        };
+        let body: &[u8] = match &shared {
+            Some(b) => b,
+            None => &spec.body,
+        };
         let configured = Shape {
             status: spec.status,
             content_type: &spec.content_type,
-            body: &spec.body,
+            body,
             shared_body: shared.as_ref(),
             headers: &spec.headers,
             server_header: spec.server_header,
