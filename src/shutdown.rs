@@ -5,7 +5,8 @@
 //! `signalfd`. The workers have it in their epoll sets; a dedicated thread waits
 //! for it, starts the graceful shutdown (sets the flag, wakes the workers) and only
 //! then takes the signal off the queue. From the moment a signal arrives, a worker
-//! therefore sees either the signal pending or the flag set: never neither. The
+//! therefore sees either the signal pending or its effect (`ready` cleared, and
+//! without a shutdown delay `shutdown` set): never neither. The
 //! first signal starts the graceful shutdown; a second one ends the process at once.
 //!
 //! With `--shutdown-delay`, the shutdown has two phases: first the server keeps

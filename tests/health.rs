@@ -273,12 +273,16 @@ fn a_second_signal_during_the_delay_exits_at_once() {
 
 #[test]
 fn healthcheck_uses_the_listen_host_over_ipv6() {
-    if TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("SKIPPED: no IPv6 loopback on this host");
-        return;
-    }
-    let port = free_port_v6();
-    let listen = format!("[::1]:{port}");
+    let listen = match TcpListener::bind("[::1]:0") {
+        Ok(l) => l.local_addr().unwrap().to_string(),
+        Err(_) => {
+            // No IPv6 loopback here: the check must still go to [::1], and fail saying so.
+            let (rc, err) = healthcheck(&[], &[("VRYPT_LISTEN", "[::1]:9")]);
+            assert_eq!(rc, Some(1), "{err}");
+            assert!(err.contains("http://[::1]:9/"), "{err}");
+            return;
+        }
+    };
     let server = Server::start_with(common::command().args([
         "--listen",
         &listen,
@@ -292,10 +296,86 @@ fn healthcheck_uses_the_listen_host_over_ipv6() {
     assert_eq!(rc, Some(0), "{err}");
 }
 
-fn free_port_v6() -> u16 {
-    TcpListener::bind("[::1]:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+#[test]
+fn idle_admin_sockets_cannot_keep_a_probe_out() {
+    // The default header timeout (10 s): 65 sockets that send one byte each fill the
+    // worker's 64 admin slots; the probe that arrives next evicts the oldest.
+    let server = start(&[]);
+    let admin = server.admin_addr();
+    let idle: Vec<TcpStream> = (0..65)
+        .map(|_| {
+            let mut s = TcpStream::connect(admin).unwrap();
+            std::io::Write::write_all(&mut s, b"G").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    assert_eq!(get(admin, "/healthz").status, 200);
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    drop(idle);
+}
+
+#[test]
+fn while_draining_readiness_and_the_health_path_say_503_and_liveness_200() {
+    let mut server = start(&["--health-path", "/healthz", "--shutdown-timeout", "5s"]);
+    let admin = server.admin_addr();
+    // A request whose body is still coming keeps the drain going.
+    let mut upload = server.connect();
+    upload.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc");
+    let mut keep = server.connect();
+    keep.send(GET);
+    assert_eq!(keep.response(false).status, 200);
+    // A health probe that is in the socket when the drain starts is answered after
+    // it: 503 (HEAD, so no body), and the connection closes.
+    server.signal(libc::SIGSTOP);
+    server.wait_stopped(Duration::from_secs(5));
+    keep.send(b"HEAD /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(50));
+    server.signal(libc::SIGTERM);
+    server.signal(libc::SIGCONT);
+    let r = keep.response(true);
+    assert_eq!((r.status, r.body.len()), (503, 0));
+    assert_eq!(r.header("Connection"), Some("close"));
+    let t = Instant::now();
+    while !server.log_text().contains("event=shutdown_draining") {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(get(admin, "/readyz").status, 503);
+    assert_eq!(get(admin, "/healthz").status, 200);
+    // New connections to the serving port are refused while the drain goes on.
+    assert!(
+        TcpStream::connect(server.addr).is_err(),
+        "the serving port still accepts during the drain"
+    );
+    upload.send(b"defghij");
+    assert_eq!(upload.response(false).status, 200);
+    drop(upload);
+    drop(keep);
+    server.assert_exits_cleanly(Duration::from_secs(5));
+}
+
+#[test]
+fn a_second_signal_during_the_drain_exits_at_once() {
+    let mut server = start(&["--shutdown-delay", "200ms", "--shutdown-timeout", "30s"]);
+    let mut upload = server.connect();
+    upload.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc");
+    server.signal(libc::SIGTERM);
+    let t = Instant::now();
+    while !server.log_text().contains("event=shutdown_draining") {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.and_then(|s| s.code()), Some(1));
 }

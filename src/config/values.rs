@@ -7,7 +7,6 @@ use std::time::Duration;
 
 /// `10`, `10s`, `500ms`, `2m`, `1h`, `1.5s`. Plain numbers are seconds.
 pub(crate) fn duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
@@ -15,7 +14,7 @@ pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     let n: f64 = num
         .parse()
         .map_err(|_| format!("'{s}' is not a duration (examples: 10s, 500ms, 2m)"))?;
-    let scale = match unit.trim() {
+    let scale = match unit {
         "" | "s" => 1.0,
         "ms" => 0.001,
         "m" => 60.0,
@@ -339,6 +338,10 @@ mod tests {
         assert!(duration("ten").is_err());
         assert!(duration("5d").is_err());
         assert!(duration("-1").is_err());
+        // Exactly what the chart's schema accepts: no spaces.
+        assert!(duration(" 10s").is_err() && duration("10 s").is_err());
+        assert_eq!(duration(".5s"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("1."), Ok(Duration::from_secs(1)));
     }
 
     #[test]

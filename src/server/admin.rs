@@ -8,7 +8,9 @@
 //! connection carries one request: read the head, answer with `Connection: close`,
 //! send FIN, discard input until the client closes. Everything an admin client can
 //! make the worker hold is bounded: at most [`MAX_CONNS`] connections per worker,
-//! [`MAX_HEAD`] bytes of head each, and a deadline in every state.
+//! [`MAX_HEAD`] bytes of head each, and a short deadline in every state. When all
+//! slots are taken, a new connection evicts the oldest one: idle sockets cannot keep
+//! a probe out (each connection carries one request, so evicting one loses little).
 
 use super::timer::{TimerKind, Timers, KINDS};
 use crate::http::date::{unix_now_coarse, write_imf_fixdate, IMF_FIXDATE_LEN};
@@ -26,8 +28,14 @@ const MAX_HEAD: usize = 8 * 1024;
 /// Reads of input discarded per event while lingering; a client that sends more
 /// than this after its answer is closed.
 const LINGER_READS: usize = 16;
-/// Retry delay after `accept` failed, or while at [`MAX_CONNS`].
+/// Retry delay after `accept` failed.
 const RETRY_MS: u64 = 50;
+/// Longest time an admin client gets for its request head (probes send it at once).
+pub(crate) const HEAD_DEADLINE_MS: u64 = 2_000;
+/// How long an admin connection lingers after its answer.
+pub(crate) const LINGER_MS: u64 = 1_000;
+/// At most one warning per this many milliseconds for failed admin accepts.
+const WARN_EVERY_MS: u64 = 10_000;
 
 /// Where one admin connection is.
 enum State {
@@ -42,6 +50,8 @@ enum State {
 struct AdminConn {
     stream: TcpStream,
     state: State,
+    /// When it was accepted (the oldest is evicted first).
+    since: u64,
 }
 
 /// What answers depend on.
@@ -56,7 +66,8 @@ pub(crate) struct View<'a> {
 
 /// One worker's admin listener and connections.
 pub(crate) struct Admin {
-    listener: TcpListener,
+    /// `None` once the worker stops accepting (at the end of a drain).
+    listener: Option<TcpListener>,
     conns: Vec<Option<AdminConn>>,
     free: Vec<usize>,
     live: usize,
@@ -64,6 +75,7 @@ pub(crate) struct Admin {
     /// First token of admin connections; connection `i` has token `first + i`.
     first: usize,
     retry_at: Option<u64>,
+    last_warning: Option<u64>,
 }
 
 /// The durations the admin connections use, in milliseconds.
@@ -89,14 +101,27 @@ impl Admin {
         durations[TimerKind::Write as usize] = d.write;
         durations[TimerKind::Linger as usize] = d.linger;
         Ok(Admin {
-            listener,
+            listener: Some(listener),
             conns: Vec::new(),
             free: Vec::new(),
             live: 0,
             timers: Timers::new(durations),
             first,
             retry_at: None,
+            last_warning: None,
         })
+    }
+
+    /// Admin connections open.
+    pub(crate) fn open(&self) -> usize {
+        self.live
+    }
+
+    /// Closes the listener (queued connections are refused); connections already
+    /// accepted finish.
+    pub(crate) fn stop_accepting(&mut self) {
+        self.listener = None;
+        self.retry_at = None;
     }
 
     /// The earliest time the worker must call [`Admin::on_time`].
@@ -111,26 +136,46 @@ impl Admin {
     pub(crate) fn accept_all(&mut self, registry: &Registry, now: u64, view: View<'_>) {
         self.retry_at = None;
         loop {
-            if self.live >= MAX_CONNS {
-                self.retry_at = Some(now + RETRY_MS);
+            let Some(listener) = &self.listener else {
                 return;
+            };
+            let accepted = listener.accept();
+            if accepted.is_ok() && self.live >= MAX_CONNS {
+                self.evict_oldest(registry, now, view);
             }
-            match self.listener.accept() {
+            match accepted {
                 Ok((stream, _)) => self.add(stream, registry, now, view),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ECONNABORTED | libc::EPROTO)) => {}
                 Err(e) => {
-                    crate::log!(
-                        crate::log::Level::Debug,
-                        "admin_accept_failed",
-                        "error={}",
-                        crate::log::quote(&e.to_string())
-                    );
+                    // EMFILE and the like: the queued connections stay; retry on a timer.
+                    if self.last_warning.is_none_or(|t| now >= t + WARN_EVERY_MS) {
+                        self.last_warning = Some(now);
+                        crate::log!(
+                            crate::log::Level::Warn,
+                            "admin_accept_failed",
+                            "error={}",
+                            crate::log::quote(&e.to_string())
+                        );
+                    }
                     self.retry_at = Some(now + RETRY_MS);
                     return;
                 }
             }
+        }
+    }
+
+    /// Makes room for a new connection by closing the one accepted first.
+    fn evict_oldest(&mut self, registry: &Registry, now: u64, view: View<'_>) {
+        let oldest = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().map(|c| (c.since, i)))
+            .min();
+        if let Some((_, idx)) = oldest {
+            self.close(idx, registry, now, view);
         }
     }
 
@@ -153,6 +198,7 @@ impl Admin {
         self.conns[idx] = Some(AdminConn {
             stream,
             state: State::Reading { buf: Vec::new() },
+            since: now,
         });
         self.live += 1;
         self.timers.arm(idx, TimerKind::Header, now);

@@ -185,9 +185,9 @@ impl Worker {
                 ADMIN_LISTENER,
                 ADMIN_FIRST,
                 admin::Durations {
-                    header: ms(settings.header_timeout),
+                    header: ms(settings.header_timeout).min(admin::HEAD_DEADLINE_MS),
                     write: ms(settings.write_timeout),
-                    linger: ms(LINGER),
+                    linger: admin::LINGER_MS,
                 },
             )?),
             None => None,
@@ -274,7 +274,13 @@ impl Worker {
             }
             if let Some(deadline) = self.drain_deadline {
                 if self.live == 0 {
-                    return Ok(());
+                    // No serving connection is left: stop taking admin connections and
+                    // let the ones in flight finish their answer (each has a deadline of
+                    // a few seconds; the shutdown deadline bounds them all).
+                    match self.admin.as_mut() {
+                        Some(a) if a.open() > 0 && self.now < deadline => a.stop_accepting(),
+                        _ => return Ok(()),
+                    }
                 }
                 if self.now >= deadline {
                     crate::log!(
@@ -551,6 +557,8 @@ impl Worker {
             return;
         }
         self.drain_deadline = Some(self.now + ms(self.settings.shutdown_timeout));
+        // Whatever this loop read first, from now on the health answers say "not ready".
+        self.res.ready = false;
         // Connections already in the accept queue were promised an answer by the
         // kernel: take them before closing the listener, which would reset them.
         self.accept_all();
