@@ -210,3 +210,128 @@ fn bad_specs_are_one_line_and_exit_2() {
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
     }
 }
+
+#[test]
+fn templates_name_the_host_and_the_worker_that_answered() {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    let server = Server::start_with(
+        common::command()
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--workers",
+                "2",
+                "--statsd",
+                "off",
+            ])
+            .args(["--header", "X-Served-By: {hostname}/{worker}"])
+            .args(["--header", "X-Zone: {env:VRYPT_TEST_ZONE}"])
+            .args(["--body", "v={version} w={worker} {{literal}} {\"json\":1}"])
+            .env("VRYPT_TEST_ZONE", "eu-west-1"),
+    );
+    let mut workers = std::collections::BTreeSet::new();
+    for _ in 0..64 {
+        let r = get(server.addr, "/");
+        let served_by = r.header("X-Served-By").unwrap().to_string();
+        let (host, worker) = served_by.rsplit_once('/').unwrap();
+        assert_eq!(host, hostname);
+        assert_eq!(r.header("X-Zone"), Some("eu-west-1"));
+        assert_eq!(
+            r.body_text(),
+            format!(
+                "v={} w={worker} {{literal}} {{\"json\":1}}",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+        assert_eq!(
+            r.header("Content-Length")
+                .unwrap()
+                .parse::<usize>()
+                .unwrap(),
+            r.body.len()
+        );
+        workers.insert(worker.to_string());
+    }
+    assert_eq!(
+        workers.into_iter().collect::<Vec<_>>(),
+        ["0", "1"],
+        "both workers answered, each with its own index"
+    );
+    // An unset variable is an error at start, not an empty header.
+    let out = common::command()
+        .args(["--header", "X: {env:VRYPT_TEST_UNSET_VARIABLE}"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("VRYPT_TEST_UNSET_VARIABLE is not set"));
+}
+
+#[test]
+fn a_256_mib_body_size_reaches_8_clients_intact_with_one_copy_in_memory() {
+    const SIZE: usize = 256 << 20;
+    let small = Server::start(&["--workers", "2"]);
+    let baseline_kib = small.rss_kib();
+    drop(small);
+    let server = Server::start(&[
+        "--workers",
+        "2",
+        "--body-size",
+        "256MiB",
+        "--body",
+        "0123456789abcdef!",
+    ]);
+    let unit = b"0123456789abcdef!";
+    let addr = server.addr;
+    let clients: Vec<_> = (0..8)
+        .map(|k| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                c.stream
+                    .set_read_timeout(Some(Duration::from_secs(30)))
+                    .unwrap();
+                c.send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    c.stream.read_exact(&mut byte).unwrap();
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8(head).unwrap();
+                assert!(
+                    head.contains(&format!("Content-Length: {SIZE}\r\n")),
+                    "{head}"
+                );
+                let mut buf = vec![0u8; 1 << 20];
+                let mut at = 0usize;
+                loop {
+                    let n = c.stream.read(&mut buf).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    for (i, &b) in buf[..n].iter().enumerate() {
+                        assert_eq!(
+                            b,
+                            unit[(at + i) % unit.len()],
+                            "client {k}, byte {}",
+                            at + i
+                        );
+                    }
+                    at += n;
+                }
+                at
+            })
+        })
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap(), SIZE);
+    }
+    let peak_kib = common::proc_status_kib(server.pid(), "VmHWM:");
+    let limit_kib = baseline_kib + (SIZE as u64 >> 10) + 16 * 1024;
+    assert!(
+        peak_kib < limit_kib,
+        "peak RSS {peak_kib} KiB, limit {limit_kib} KiB (baseline {baseline_kib} KiB)"
+    );
+}

@@ -58,8 +58,12 @@ Response:
       --status CODE           status code, 200-599 [VRYPT_STATUS] (default 200)
       --body TEXT             body [VRYPT_BODY] (default Vrypt)
       --body-file PATH        body read from a file at start, at most 64 MiB [VRYPT_BODY_FILE]
+      --body-size SIZE        body of exactly SIZE bytes (64KiB, 10MiB, up to 1GiB): the body
+                              repeated, or x; held once per process [VRYPT_BODY_SIZE]
       --content-type TYPE     Content-Type [VRYPT_CONTENT_TYPE] (default text/plain)
       --header 'NAME: VALUE'  extra header, repeatable [VRYPT_HEADER, one per line]
+                              Templates in the body and header values, expanded at start:
+                              {{hostname}} {{version}} {{worker}} {{env:NAME}}; {{{{ and }}}} are braces
       --no-server-header      do not send 'Server: vrypt' [VRYPT_NO_SERVER_HEADER=true]
 
 Load testing (random choices are per worker; --seed makes a run reproducible):
@@ -119,6 +123,7 @@ const VALUE_OPTS: &[&str] = &[
     "health-path",
     "status-mix",
     "fault",
+    "body-size",
     "seed",
     "status",
     "body",
@@ -200,6 +205,7 @@ impl Builder {
             "status" => c.response.status = values::status(v)?,
             "status-mix" => c.status_mix = values::status_mix(v)?,
             "fault" => c.faults = values::faults(v)?,
+            "body-size" => c.response.body_size = Some(values::size(v)?),
             "seed" => c.seed = Some(values::integer::<u64>(v, 0, u64::MAX)?),
             "body" => self.body = Some(BodySource::Text(v.to_string())),
             "body-file" => self.body = Some(BodySource::File(v.to_string())),
@@ -252,7 +258,7 @@ impl Builder {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<Config, String> {
+    fn finish(mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
         let mut cfg = self.cfg;
         let listen = self.listen.unwrap_or(Listen::AnyAddress(DEFAULT_PORT));
         cfg.listen = match (listen, self.port) {
@@ -288,6 +294,7 @@ impl Builder {
             .map(|h| values::header(h, cfg.response.server_header))
             .collect::<Result<_, _>>()
             .map_err(|e| format!("invalid value for --header: {e}"))?;
+        expand_templates(&mut cfg, env)?;
         cfg.statsd = match self.statsd_target {
             Some(None) => None,
             target => Some(StatsdSettings {
@@ -366,7 +373,70 @@ where
     if !flag_headers.is_empty() {
         b.headers = flag_headers;
     }
-    b.finish().map(|c| Command::Serve(Box::new(c)))
+    b.finish(env).map(|c| Command::Serve(Box::new(c)))
+}
+
+/// Expands `{hostname}`, `{version}`, `{worker}` and `{env:NAME}` in the body and
+/// the header values, for every worker when `{worker}` is used.
+fn expand_templates(cfg: &mut Config, env: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
+    use super::template::{expand, has_template, hostname, per_worker, Vars};
+    // Only a text body is a template: a binary body file (an image, random bytes)
+    // is sent exactly as it is, whatever braces it happens to hold.
+    let body_template =
+        has_template(&cfg.response.body) && std::str::from_utf8(&cfg.response.body).is_ok();
+    let headers_template = cfg
+        .response
+        .headers
+        .iter()
+        .any(|(_, v)| has_template(v.as_bytes()));
+    if !body_template && !headers_template {
+        return Ok(());
+    }
+    cfg.per_worker_body = body_template && per_worker(&cfg.response.body);
+    if cfg.per_worker_body && cfg.response.body_size.is_some() {
+        return Err(
+            "{worker} in the body cannot be used with --body-size (one copy of the body is shared by every worker)"
+                .to_string(),
+        );
+    }
+    let per_worker_headers = cfg
+        .response
+        .headers
+        .iter()
+        .any(|(_, v)| per_worker(v.as_bytes()));
+    let host = hostname();
+    let raw = cfg.response.clone();
+    let for_worker = |worker: usize| -> Result<crate::http::ResponseSpec, String> {
+        let vars = Vars {
+            hostname: &host,
+            worker,
+            env,
+        };
+        let mut spec = raw.clone();
+        if body_template {
+            spec.body = expand(&raw.body, &vars).map_err(|e| format!("in the body: {e}"))?;
+            if spec.body.len() > MAX_BODY {
+                return Err("the body is longer than 64 MiB after expanding templates".into());
+            }
+        }
+        for (name, value) in &mut spec.headers {
+            let expanded = expand(value.as_bytes(), &vars)
+                .map_err(|e| format!("in --header '{name}': {e}"))?;
+            *value = String::from_utf8(expanded)
+                .ok()
+                .filter(|v| crate::http::chars::is_field_value(v.as_bytes()))
+                .ok_or_else(|| {
+                    format!("--header '{name}' holds CR, LF or a control character once expanded")
+                })?;
+        }
+        Ok(spec)
+    };
+    let first = for_worker(0)?;
+    if cfg.per_worker_body || per_worker_headers {
+        cfg.worker_responses = (1..cfg.workers).map(for_worker).collect::<Result<_, _>>()?;
+    }
+    cfg.response = first;
+    Ok(())
 }
 
 fn value_string(parser: &mut lexopt::Parser, flag: &str) -> Result<String, String> {

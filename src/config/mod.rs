@@ -100,6 +100,8 @@ pub(crate) struct Config {
     /// The responses of workers 1, 2, ... when templates use `{worker}` (worker 0
     /// has `response`); empty when every worker answers alike.
     pub(crate) worker_responses: Vec<ResponseSpec>,
+    /// The body uses `{worker}`: each worker holds its own.
+    pub(crate) per_worker_body: bool,
     /// `None` when metrics are off.
     pub(crate) statsd: Option<StatsdSettings>,
     pub(crate) log_level: Level,
@@ -128,6 +130,7 @@ impl Default for Config {
             faults: values::FaultRates::default(),
             seed: None,
             worker_responses: Vec::new(),
+            per_worker_body: false,
             statsd: Some(StatsdSettings {
                 target: "127.0.0.1:8125".to_string(),
                 interval: Duration::from_secs(1),

@@ -13,7 +13,9 @@ pub(crate) struct Vars<'a> {
 
 /// Whether `text` has anything to expand (a placeholder or an escaped brace).
 pub(crate) fn has_template(text: &[u8]) -> bool {
-    find(text, b"{{") || find(text, b"}}") || PLACEHOLDERS.iter().any(|p| find(text, p))
+    find(text, b"{{")
+        || find(text, b"}}")
+        || PLACEHOLDERS.iter().any(|p| find(text, p))
         || find(text, b"{env:")
 }
 

@@ -261,7 +261,11 @@ pub(crate) fn size(s: &str) -> Result<usize, String> {
         "KB" | "kB" => 1e3,
         "MB" => 1e6,
         "GB" => 1e9,
-        other => return Err(format!("unknown unit '{other}' in '{s}' (use B, KiB, MiB or GiB)")),
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{s}' (use B, KiB, MiB or GiB)"
+            ))
+        }
     };
     let bytes = (n * scale).round();
     if !(1.0..=(1u64 << 30) as f64).contains(&bytes) {

@@ -352,10 +352,7 @@ fn build(shape: &Shape<'_>, send_body: bool, persistence: Persistence) -> Templa
 /// (`--body-size`); `None` when it is short enough to live in every template.
 pub(crate) fn shared_body(spec: &ResponseSpec) -> Option<std::sync::Arc<[u8]>> {
     match spec.body_size {
-        Some(size) => Some(repeat_to(
-            if spec.body.is_empty() { b"x" } else { &spec.body },
-            size,
-        )),
+        Some(size) => Some(repeat_to(&spec.body, size)),
         None => (spec.body.len() > INLINE_BODY_MAX).then(|| spec.body.as_slice().into()),
     }
 }
@@ -363,26 +360,29 @@ pub(crate) fn shared_body(spec: &ResponseSpec) -> Option<std::sync::Arc<[u8]>> {
 /// `unit` repeated to exactly `size` bytes, built in place (a 1 GiB body is never
 /// held twice).
 fn repeat_to(unit: &[u8], size: usize) -> std::sync::Arc<[u8]> {
+    let unit: &[u8] = if unit.is_empty() { b"x" } else { unit };
     let mut arc: std::sync::Arc<[std::mem::MaybeUninit<u8>]> =
-        std::sync::Arc::new_zeroed_slice(size);
-    if let Some(buf) = std::sync::Arc::get_mut(&mut arc) {
-        // Zeroed memory is initialised `u8`s; the `MaybeUninit` wrapper is layout-transparent.
-        let buf: &mut [u8] =
-            // SAFETY: `new_zeroed_slice` zeroed every byte, and `MaybeUninit<u8>` has the
-            // layout of `u8`, so the slice is valid `u8`s of the same length.
-            unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), buf.len()) };
-        let first = unit.len().min(size);
-        buf[..first].copy_from_slice(&unit[..first]);
-        let mut filled = first;
-        while filled < size {
-            // Doubling copies: each pass copies what is there, so the pattern continues.
-            let n = filled.min(size - filled);
-            buf.copy_within(..n, filled);
-            filled += n;
-        }
+        std::sync::Arc::new_uninit_slice(size);
+    let Some(buf) = std::sync::Arc::get_mut(&mut arc) else {
+        unreachable!("a new Arc has no other owner")
+    };
+    let dst = buf.as_mut_ptr().cast::<u8>();
+    let first = unit.len().min(size);
+    // SAFETY: `dst` points to `size` writable bytes and `first <= size`; `unit` is a
+    // separate allocation, so the regions do not overlap.
+    unsafe { std::ptr::copy_nonoverlapping(unit.as_ptr(), dst, first) };
+    let mut filled = first;
+    while filled < size {
+        // Doubling copies of what is written so far keep the pattern going, since
+        // `filled` is a multiple of the unit's length.
+        let n = filled.min(size - filled);
+        // SAFETY: `[0, n)` is initialised and `[filled, filled + n)` lies within the
+        // `size` bytes; `n <= filled`, so the two ranges do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(dst, dst.add(filled), n) };
+        filled += n;
     }
-    // SAFETY: every element was zeroed by `new_zeroed_slice` (and possibly overwritten
-    // with bytes above), so all are initialised.
+    // SAFETY: the loop wrote every byte of `[0, size)` (`filled == size` at the end;
+    // `unit` is not empty, so every pass makes progress).
     unsafe { arc.assume_init() }
 }
 
@@ -634,6 +634,29 @@ mod tests {
         );
         assert_eq!(t.bytes(RespId::CONTINUE), b"HTTP/1.1 100 Continue\r\n\r\n");
         assert!(t.mutable_end(keep) <= MUTABLE_PREFIX_MAX && t.mutable_end(RespId::CONTINUE) == 0);
+    }
+
+    #[test]
+    fn sized_bodies_repeat_the_body_exactly() {
+        for (unit, size) in [
+            (&b"abc"[..], 10),
+            (b"", 5),
+            (b"0123456789", 3),
+            (b"ab", 1 << 20),
+        ] {
+            let b = repeat_to(unit, size);
+            let u: &[u8] = if unit.is_empty() { b"x" } else { unit };
+            assert_eq!(b.len(), size);
+            assert!(b.iter().enumerate().all(|(i, &c)| c == u[i % u.len()]));
+        }
+        let spec = ResponseSpec {
+            body_size: Some(1000),
+            ..ResponseSpec::default()
+        };
+        let t = Templates::new(&spec, 0);
+        let (head, body) = t.parts(RespId::configured(false, Persistence::Default));
+        assert!(text(head).contains("Content-Length: 1000\r\n"));
+        assert_eq!(&body[..7], b"VryptVr");
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub(crate) struct Process<'a> {
     pub(crate) start_time: f64,
     /// The statuses of `--status-mix`, in order.
     pub(crate) mix: &'a [u16],
+    /// `--fault` is on (its counters are shown only then).
+    pub(crate) faults: bool,
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -87,18 +89,20 @@ pub(crate) fn render(s: &Snapshot, p: Process<'_>) -> String {
     for (name, help, value) in counters {
         sample(&mut out, name, "counter", help, value);
     }
-    family(
-        &mut out,
-        "vrypt_faults_total",
-        "counter",
-        "Requests answered with an injected fault (--fault), by kind.",
-    );
-    for (kind, n) in [
-        ("reset", s.faults_reset),
-        ("close", s.faults_close),
-        ("stall", s.faults_stall),
-    ] {
-        let _ = writeln!(out, "vrypt_faults_total{{kind=\"{kind}\"}} {n}");
+    if p.faults {
+        family(
+            &mut out,
+            "vrypt_faults_total",
+            "counter",
+            "Requests answered with an injected fault (--fault), by kind.",
+        );
+        for (kind, n) in [
+            ("reset", s.faults_reset),
+            ("close", s.faults_close),
+            ("stall", s.faults_stall),
+        ] {
+            let _ = writeln!(out, "vrypt_faults_total{{kind=\"{kind}\"}} {n}");
+        }
     }
     if !p.mix.is_empty() {
         family(
@@ -169,6 +173,7 @@ mod tests {
                 ready: false,
                 start_time: 1.5e9,
                 mix: &[200, 503],
+                faults: true,
             },
         );
         assert!(text.contains("vrypt_requests_total 7\n"));

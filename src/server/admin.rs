@@ -62,6 +62,8 @@ pub(crate) struct View<'a> {
     pub(crate) start_time: f64,
     /// The statuses of `--status-mix`.
     pub(crate) mix: &'a [u16],
+    /// `--fault` is on.
+    pub(crate) faults: bool,
 }
 
 /// One worker's admin listener and connections.
@@ -342,6 +344,7 @@ fn answer(head: &[u8], view: View<'_>) -> Vec<u8> {
                     ready: view.ready,
                     start_time: view.start_time,
                     mix: view.mix,
+                    faults: view.faults,
                 },
             );
             response(
@@ -391,6 +394,7 @@ mod tests {
             ready,
             start_time: 0.0,
             mix: &[],
+            faults: false,
         };
         String::from_utf8(answer(head, view)).unwrap()
     }

@@ -60,6 +60,11 @@ impl Chaos {
         })
     }
 
+    /// Whether any fault can be drawn.
+    pub(crate) fn has_faults(&self) -> bool {
+        self.faults[2] > 0.0
+    }
+
     /// One request's outcome.
     #[inline]
     pub(crate) fn draw(&self, rng: &mut Rng) -> Draw {

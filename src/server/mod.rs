@@ -96,10 +96,33 @@ pub(crate) fn run(mut cfg: Config) -> io::Result<()> {
         write_timeout: cfg.write_timeout,
         shutdown_timeout: cfg.shutdown_timeout,
     };
-    let templates = Templates::new(&cfg.response, unix_now_coarse());
-    // The templates hold the body now (a long one once per process): free this copy.
-    let body_bytes = cfg.response.body.len();
+    // A long or sized body is built once per process and shared by every worker and
+    // every response variant (unless it names the worker).
+    let shared_body = if cfg.per_worker_body {
+        None
+    } else {
+        crate::http::response::shared_body(&cfg.response)
+    };
+    let body_bytes = shared_body
+        .as_ref()
+        .map_or(cfg.response.body.len(), |b| b.len());
+    for spec in std::iter::once(&mut cfg.response).chain(cfg.worker_responses.iter_mut()) {
+        if shared_body.is_some() {
+            spec.body = Vec::new();
+        }
+        spec.shared_body = shared_body.clone();
+    }
+    drop(shared_body);
+    let now = unix_now_coarse();
+    let templates = Templates::new(&cfg.response, now);
+    let worker_templates: Vec<Templates> = cfg
+        .worker_responses
+        .iter()
+        .map(|spec| Templates::new(spec, now))
+        .collect();
+    // The templates hold the bodies now: free these copies.
     cfg.response.body = Vec::new();
+    cfg.worker_responses = Vec::new();
     let signal_fd = crate::shutdown::signal_fd()
         .map_err(|e| io::Error::new(e.kind(), format!("cannot create a signalfd: {e}")))?;
     let signal_raw = std::os::fd::AsRawFd::as_raw_fd(&signal_fd);
@@ -121,7 +144,11 @@ pub(crate) fn run(mut cfg: Config) -> io::Result<()> {
     let mut wakers = Vec::with_capacity(cfg.workers);
     for (id, l) in bound.listeners.into_iter().enumerate() {
         let admin_l = admin_listeners.as_mut().and_then(Iterator::next);
-        let (w, waker) = Worker::new(id, l, admin_l, common.clone(), settings, signal_raw)
+        let mut common = common.clone();
+        if let Some(t) = id.checked_sub(1).and_then(|i| worker_templates.get(i)) {
+            common.templates = t.clone();
+        }
+        let (w, waker) = Worker::new(id, l, admin_l, common, settings, signal_raw)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot create worker {id}: {e}")))?;
         workers.push(w);
         wakers.push(waker);
@@ -185,6 +212,7 @@ pub(crate) fn run(mut cfg: Config) -> io::Result<()> {
         Some(s) => {
             let sc = statsd::StatsdConfig {
                 mix_statuses: cfg.status_mix.iter().map(|&(s, _)| s).collect(),
+                faults: cfg.faults.any(),
                 target: s.target.clone(),
                 interval: s.interval,
                 prefix: s.prefix.clone(),

@@ -139,6 +139,10 @@ fn admin_view(res: &Resources, start_time: f64) -> admin::View<'_> {
         ready: res.ready,
         start_time,
         mix: res.templates.mix_statuses(),
+        faults: res
+            .chaos
+            .as_ref()
+            .is_some_and(super::chaos::Chaos::has_faults),
     }
 }
 

@@ -41,6 +41,14 @@ pub(crate) fn rate(delta: u64, elapsed: Duration) -> f64 {
     }
 }
 
+/// Which load-shaping metrics a flush carries: only those configured, so that a
+/// server without `--fault` or `--status-mix` sends exactly the base set.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Shaping<'a> {
+    pub(crate) faults: bool,
+    pub(crate) mix: &'a [u16],
+}
+
 /// The StatsD lines of one flush, without line terminators.
 ///
 /// `delta` holds the counter changes since the previous flush, `elapsed` the
@@ -52,9 +60,9 @@ pub(crate) fn format_lines(
     delta: &Snapshot,
     elapsed: Duration,
     open: u64,
-    mix: &[u16],
+    shaping: Shaping<'_>,
 ) -> Vec<String> {
-    let counters: [(&str, u64); 14] = [
+    let counters: [(&str, u64); 11] = [
         ("requests", delta.requests),
         ("responses.2xx", delta.responses_2xx),
         ("responses.3xx", delta.responses_3xx),
@@ -66,9 +74,6 @@ pub(crate) fn format_lines(
         ("timeouts", delta.timeouts),
         ("parse_errors", delta.parse_errors),
         ("accept_errors", delta.accept_errors),
-        ("faults.reset", delta.faults_reset),
-        ("faults.close", delta.faults_close),
-        ("faults.stall", delta.faults_stall),
     ];
     let mut lines = Vec::with_capacity(counters.len() + 2);
     lines.push(line(
@@ -81,7 +86,16 @@ pub(crate) fn format_lines(
     for (name, value) in counters {
         lines.push(line(prefix, name, &value.to_string(), "c", tags));
     }
-    for (status, n) in mix.iter().zip(delta.mixed) {
+    if shaping.faults {
+        for (name, value) in [
+            ("faults.reset", delta.faults_reset),
+            ("faults.close", delta.faults_close),
+            ("faults.stall", delta.faults_stall),
+        ] {
+            lines.push(line(prefix, name, &value.to_string(), "c", tags));
+        }
+    }
+    for (status, n) in shaping.mix.iter().zip(delta.mixed) {
         let name = format!("responses.status.{status}");
         lines.push(line(prefix, &name, &n.to_string(), "c", tags));
     }
@@ -131,7 +145,10 @@ pub(crate) fn longest_line(prefix: &str, tags: &str) -> usize {
         &max,
         Duration::from_nanos(1),
         u64::MAX,
-        &[599],
+        Shaping {
+            faults: true,
+            mix: &[599],
+        },
     )
     .iter()
     .map(String::len)
@@ -210,7 +227,14 @@ mod tests {
 
     #[test]
     fn lines_have_every_metric_in_order() {
-        let lines = format_lines("vrypt", "", &snap(50), Duration::from_millis(500), 3, &[]);
+        let lines = format_lines(
+            "vrypt",
+            "",
+            &snap(50),
+            Duration::from_millis(500),
+            3,
+            Shaping::default(),
+        );
         assert_eq!(
             lines,
             [
@@ -226,15 +250,17 @@ mod tests {
                 "vrypt.timeouts:0|c",
                 "vrypt.parse_errors:0|c",
                 "vrypt.accept_errors:0|c",
-                "vrypt.faults.reset:0|c",
-                "vrypt.faults.close:0|c",
-                "vrypt.faults.stall:0|c",
                 "vrypt.connections.open:3|g",
             ]
         );
         let mut mixed = snap(3);
         mixed.mixed[1] = 2;
-        let lines = format_lines("v", "", &mixed, Duration::from_secs(1), 0, &[200, 503]);
+        let shaping = Shaping {
+            faults: true,
+            mix: &[200, 503],
+        };
+        let lines = format_lines("v", "", &mixed, Duration::from_secs(1), 0, shaping);
+        assert!(lines.contains(&"v.faults.stall:0|c".to_string()));
         assert!(lines.contains(&"v.responses.status.200:0|c".to_string()));
         assert!(lines.contains(&"v.responses.status.503:2|c".to_string()));
     }
@@ -247,9 +273,16 @@ mod tests {
             ("canary".into(), String::new()),
         ]);
         assert_eq!(tags, "|#env:prod,az:b,canary");
-        let lines = format_lines("", &tags, &snap(1), Duration::from_secs(1), 0, &[]);
+        let lines = format_lines(
+            "",
+            &tags,
+            &snap(1),
+            Duration::from_secs(1),
+            0,
+            Shaping::default(),
+        );
         assert_eq!(lines[0], "rps:1|g|#env:prod,az:b,canary");
-        assert_eq!(lines[15], "connections.open:0|g|#env:prod,az:b,canary");
+        assert_eq!(lines[12], "connections.open:0|g|#env:prod,az:b,canary");
         assert_eq!(tag_suffix(&[]), "");
     }
 
@@ -332,7 +365,7 @@ mod tests {
             &snap(u64::MAX),
             Duration::from_nanos(1),
             u64::MAX,
-            &[],
+            Shaping::default(),
         );
         assert_eq!(pack(&lines, MAX_DATAGRAM).len(), 1);
         assert!(longest_line("vrypt", "") < 60);

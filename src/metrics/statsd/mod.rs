@@ -88,6 +88,8 @@ const SLEEP_SLICE: Duration = Duration::from_millis(100);
 pub(crate) struct StatsdConfig {
     /// The statuses of `--status-mix`, each counted as `responses.status.CODE`.
     pub(crate) mix_statuses: Vec<u16>,
+    /// `--fault` is on: send `faults.*` counters.
+    pub(crate) faults: bool,
     /// Collector as `host:port`, `ipv4:port` or `[ipv6]:port`.
     pub(crate) target: String,
     /// Time between two flushes.
@@ -219,7 +221,10 @@ impl Pusher {
             delta,
             elapsed,
             open,
-            &self.cfg.mix_statuses,
+            lines::Shaping {
+                faults: self.cfg.faults,
+                mix: &self.cfg.mix_statuses,
+            },
         );
         let datagrams = pack(&lines, MAX_DATAGRAM);
         if self.socket.is_none() {
@@ -255,6 +260,7 @@ mod tests {
     fn config(target: String, interval: Duration) -> StatsdConfig {
         StatsdConfig {
             mix_statuses: Vec::new(),
+            faults: false,
             target,
             interval,
             prefix: "t".into(),
