@@ -67,6 +67,8 @@ Response:
       --no-server-header      do not send 'Server: vrypt' [VRYPT_NO_SERVER_HEADER=true]
 
 Load testing (random choices are per worker; --seed makes a run reproducible):
+      --delay SPEC            time from a request's head to its answer: 50ms, uniform:10ms..200ms
+                              or percentiles:p50=20ms,p90=60ms,p99=250ms,p100=1s [VRYPT_DELAY]
       --status-mix S=W,...    draw each response's status by weight, e.g. 200=98,503=1.5,500=0.5
                               [VRYPT_STATUS_MIX]; the body and headers stay as configured
       --fault KIND=P,...      per request, inject reset (TCP RST), close (FIN, no answer) or
@@ -124,6 +126,7 @@ const VALUE_OPTS: &[&str] = &[
     "status-mix",
     "fault",
     "body-size",
+    "delay",
     "seed",
     "status",
     "body",
@@ -206,6 +209,10 @@ impl Builder {
             "status-mix" => c.status_mix = values::status_mix(v)?,
             "fault" => c.faults = values::faults(v)?,
             "body-size" => c.response.body_size = Some(values::size(v)?),
+            "delay" => {
+                let d = crate::server::delay::DelaySpec::parse(v)?;
+                c.delay = (!d.is_zero()).then_some(d);
+            }
             "seed" => c.seed = Some(values::integer::<u64>(v, 0, u64::MAX)?),
             "body" => self.body = Some(BodySource::Text(v.to_string())),
             "body-file" => self.body = Some(BodySource::File(v.to_string())),

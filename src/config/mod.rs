@@ -95,6 +95,8 @@ pub(crate) struct Config {
     pub(crate) status_mix: Vec<(u16, f64)>,
     /// `--fault`: per-request probabilities of injected faults.
     pub(crate) faults: values::FaultRates,
+    /// `--delay`: how long each answer waits after its request head; `None`: none.
+    pub(crate) delay: Option<crate::server::delay::DelaySpec>,
     /// `--seed`: the seed of every random choice; from the clock when `None`.
     pub(crate) seed: Option<u64>,
     /// The responses of workers 1, 2, ... when templates use `{worker}` (worker 0
@@ -128,6 +130,7 @@ impl Default for Config {
             response: ResponseSpec::default(),
             status_mix: Vec::new(),
             faults: values::FaultRates::default(),
+            delay: None,
             seed: None,
             worker_responses: Vec::new(),
             per_worker_body: false,

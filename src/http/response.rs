@@ -147,6 +147,12 @@ impl Family {
         Family(FIXED_FAMILIES + u8::try_from(i).unwrap_or(0))
     }
 
+    /// The health path's answers.
+    #[inline]
+    pub(crate) fn is_health(self) -> bool {
+        self == Family::HEALTH_OK || self == Family::HEALTH_DOWN
+    }
+
     /// `i` for [`Family::mix`]`(i)`.
     #[inline]
     pub(crate) fn mix_index(self) -> Option<usize> {

@@ -44,6 +44,9 @@ pub(crate) struct WorkerCounters {
     pub(crate) faults_stall: AtomicU64,
     /// Responses with each status of `--status-mix`, in its order.
     pub(crate) mixed: [AtomicU64; MAX_MIX],
+    /// Requests given a `--delay`, and the sum of their delays in microseconds.
+    pub(crate) delayed: AtomicU64,
+    pub(crate) delay_us: AtomicU64,
 }
 
 /// Adds `n` to a counter that only the calling thread writes.
@@ -74,6 +77,8 @@ pub struct Snapshot {
     pub faults_close: u64,
     pub faults_stall: u64,
     pub mixed: [u64; MAX_MIX],
+    pub delayed: u64,
+    pub delay_us: u64,
 }
 
 impl Snapshot {
@@ -96,6 +101,8 @@ impl Snapshot {
             s.faults_reset += r(&c.faults_reset);
             s.faults_close += r(&c.faults_close);
             s.faults_stall += r(&c.faults_stall);
+            s.delayed += r(&c.delayed);
+            s.delay_us += r(&c.delay_us);
             for (sum, m) in s.mixed.iter_mut().zip(&c.mixed) {
                 *sum += r(m);
             }

@@ -18,6 +18,8 @@ pub(crate) struct Process<'a> {
     pub(crate) mix: &'a [u16],
     /// `--fault` is on (its counters are shown only then).
     pub(crate) faults: bool,
+    /// `--delay` is on (its counters are shown only then).
+    pub(crate) delay: bool,
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -104,6 +106,26 @@ pub(crate) fn render(s: &Snapshot, p: Process<'_>) -> String {
             let _ = writeln!(out, "vrypt_faults_total{{kind=\"{kind}\"}} {n}");
         }
     }
+    if p.delay {
+        sample(
+            &mut out,
+            "vrypt_delayed_requests_total",
+            "counter",
+            "Requests whose answer waited for --delay.",
+            s.delayed,
+        );
+        family(
+            &mut out,
+            "vrypt_delay_seconds_total",
+            "counter",
+            "Sum of the delays given by --delay, in seconds.",
+        );
+        let _ = writeln!(
+            out,
+            "vrypt_delay_seconds_total {:.6}",
+            s.delay_us as f64 / 1e6
+        );
+    }
     if !p.mix.is_empty() {
         family(
             &mut out,
@@ -174,6 +196,7 @@ mod tests {
                 start_time: 1.5e9,
                 mix: &[200, 503],
                 faults: true,
+                delay: true,
             },
         );
         assert!(text.contains("vrypt_requests_total 7\n"));
@@ -195,7 +218,8 @@ mod tests {
                 );
             }
         }
-        assert_eq!(families, 14);
+        assert_eq!(families, 16);
+        assert!(text.contains("vrypt_delay_seconds_total 0.000000\n"));
         assert!(text.contains("vrypt_faults_total{kind=\"stall\"} 0\n"));
         assert!(text.contains("vrypt_mixed_responses_total{status=\"503\"} 0\n"));
         assert!(text.ends_with('\n'));

@@ -64,6 +64,8 @@ pub(crate) struct View<'a> {
     pub(crate) mix: &'a [u16],
     /// `--fault` is on.
     pub(crate) faults: bool,
+    /// `--delay` is on.
+    pub(crate) delay: bool,
 }
 
 /// One worker's admin listener and connections.
@@ -345,6 +347,7 @@ fn answer(head: &[u8], view: View<'_>) -> Vec<u8> {
                     start_time: view.start_time,
                     mix: view.mix,
                     faults: view.faults,
+                    delay: view.delay,
                 },
             );
             response(
@@ -395,6 +398,7 @@ mod tests {
             start_time: 0.0,
             mix: &[],
             faults: false,
+            delay: false,
         };
         String::from_utf8(answer(head, view)).unwrap()
     }

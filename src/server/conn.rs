@@ -17,6 +17,7 @@
 
 use super::chaos::{Chaos, Draw, Fault};
 use super::deadline::Waiting;
+use super::delay::DelaySpec;
 use super::output::OutQueue;
 use super::pool::Pool;
 use crate::http::response::Persistence;
@@ -33,15 +34,18 @@ pub(crate) struct Owed {
     keep_alive: bool,
     version: Version,
     family: Family,
+    /// When the answer may be sent (`--delay`, from the end of the head), µs; 0: at once.
+    ready_at: u64,
 }
 
 impl Owed {
-    fn of(head: &RequestHead, family: Family) -> Owed {
+    fn of(head: &RequestHead, family: Family, ready_at: u64) -> Owed {
         Owed {
             is_head: head.is_head,
             keep_alive: head.keep_alive,
             version: head.version,
             family,
+            ready_at,
         }
     }
 }
@@ -218,6 +222,10 @@ pub(crate) struct Ctx<'a> {
     /// `--status-mix` and `--fault`, when configured, and the worker's generator.
     pub(crate) chaos: Option<&'a Chaos>,
     pub(crate) rng: &'a mut crate::rng::Rng,
+    /// `--delay`, when configured (and not draining).
+    pub(crate) delay: Option<&'a DelaySpec>,
+    /// The worker's clock, µs (when a head completes, for `--delay`).
+    pub(crate) now_us: u64,
 }
 
 impl Ctx<'_> {
@@ -350,10 +358,29 @@ impl Conn {
         }
     }
 
-    /// What the connection waits for, which decides its timer.
-    pub(crate) fn waiting(&self) -> Waiting {
+    /// When the connection's next response may be written, if it is waiting for
+    /// its delay at `now_us`.
+    pub(crate) fn delayed_until(&self, now_us: u64) -> Option<u64> {
+        self.output.as_ref().and_then(|q| q.delayed_until(now_us))
+    }
+
+    /// What the connection waits for at `now_us`, which decides its timer.
+    pub(crate) fn waiting(&self, now_us: u64) -> Waiting {
+        let delayed = self
+            .output
+            .as_ref()
+            .is_some_and(|q| q.delayed_until(now_us).is_some());
         match self.state {
             State::Lingering => Waiting::Linger,
+            // Waiting for a delay: the input side's deadlines still apply, else none
+            // (the worker wakes the connection when the delay is over).
+            State::Head if delayed && self.held_input() > 0 => Waiting::PartialHead,
+            State::Body {
+                skip: Skip::Chunked(d),
+                ..
+            } if delayed && d.in_trailer() => Waiting::Trailer,
+            State::Body { .. } if delayed => Waiting::Body,
+            _ if delayed => Waiting::Delay,
             _ if self.output.is_some() => Waiting::Output,
             State::Stalled => Waiting::Stall,
             State::Resetting => Waiting::Output,
@@ -451,9 +478,13 @@ impl Conn {
     }
 
     fn queue(&mut self, id: RespId, ctx: &mut Ctx<'_>) {
+        self.queue_at(id, 0, ctx);
+    }
+
+    fn queue_at(&mut self, id: RespId, ready_at: u64, ctx: &mut Ctx<'_>) {
         let pools = &mut *ctx.pools;
         let q = self.output.get_or_insert_with(|| pools.take_queue());
-        q.push(id, ctx.templates);
+        q.push_at(id, ctx.templates, ready_at);
         count_status(ctx.counters, ctx.templates.status_of(id));
     }
 
@@ -481,8 +512,9 @@ impl Conn {
     fn answer(&mut self, owed: Owed, pos: usize, len: usize, ctx: &mut Ctx<'_>) -> bool {
         let last = self.drain_left.is_some_and(|left| pos as u64 >= left);
         let keep = owed.keep_alive && !last;
-        self.queue(
+        self.queue_at(
             RespId::answer(owed.family, owed.is_head, persistence(keep, owed.version)),
+            owed.ready_at,
             ctx,
         );
         if let Some(i) = owed.family.mix_index() {
@@ -563,7 +595,17 @@ impl Conn {
                             return (data.len(), Stop::Closed);
                         }
                     };
-                    let owed = Owed::of(&head, family);
+                    // The health path is never delayed: probes tell the truth.
+                    let ready_at = match ctx.delay {
+                        Some(d) if !family.is_health() => {
+                            let us = d.sample(ctx.rng);
+                            bump(&ctx.counters.delayed, 1);
+                            bump(&ctx.counters.delay_us, us);
+                            ctx.now_us + us
+                        }
+                        _ => 0,
+                    };
+                    let owed = Owed::of(&head, family, ready_at);
                     let skip = match head.body {
                         Body::None => {
                             if !self.answer(owed, pos, data.len(), ctx) {
@@ -646,6 +688,10 @@ impl Conn {
         if self.state == State::Stalled {
             return self.output.is_none();
         }
+        if let Some(q) = self.output.as_deref_mut() {
+            // Draining: delayed answers go out now, within the shutdown timeout.
+            q.release_delays();
+        }
         let budget = self.held_input() as u64 + unread;
         self.drain_left = Some(budget);
         if self.state != State::Head || budget > 0 {
@@ -710,6 +756,8 @@ pub(crate) fn replay(
         ready: true,
         chaos: None,
         rng: &mut rng,
+        delay: None,
+        now_us: 0,
     };
     let mut i = 0;
     loop {

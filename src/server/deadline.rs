@@ -33,6 +33,9 @@ pub(crate) enum Waiting {
     Linger,
     /// Nothing (an injected stall): the idle deadline closes the connection.
     Stall,
+    /// The delay of the next response (`--delay`): no deadline; the worker wakes
+    /// the connection when the delay is over.
+    Delay,
 }
 
 impl Waiting {
@@ -44,7 +47,7 @@ impl Waiting {
             Waiting::Body => TimerKind::Body,
             Waiting::Output => TimerKind::Write,
             Waiting::Linger => TimerKind::Linger,
-            Waiting::Stall => TimerKind::Idle,
+            Waiting::Stall | Waiting::Delay => TimerKind::Idle,
         }
     }
 }
@@ -67,10 +70,15 @@ pub(crate) enum TimerChange {
     Keep,
     /// (Re)start this timer from now.
     Start(TimerKind),
+    /// Run no timer.
+    Stop,
 }
 
 /// The timer a connection should run after a step, given the one it runs now.
 pub(crate) fn next_timer(current: Option<TimerKind>, waiting: Waiting, p: Progress) -> TimerChange {
+    if waiting == Waiting::Delay {
+        return TimerChange::Stop;
+    }
     let wanted = waiting.timer();
     if current != Some(wanted) {
         // A brand-new connection has its header deadline from accept: its first
@@ -87,7 +95,7 @@ pub(crate) fn next_timer(current: Option<TimerKind>, waiting: Waiting, p: Progre
         Waiting::Output => p.wrote,
         Waiting::PartialHead | Waiting::Trailer | Waiting::Body => p.boundaries > 0,
         Waiting::Request => p.read || p.wrote,
-        Waiting::Linger | Waiting::Stall => false,
+        Waiting::Linger | Waiting::Stall | Waiting::Delay => false,
     };
     if restart {
         TimerChange::Start(wanted)

@@ -47,6 +47,12 @@ pub(crate) struct Resources {
     pub(crate) chaos: Option<super::chaos::Chaos>,
     /// This worker's random numbers.
     pub(crate) rng: crate::rng::Rng,
+    /// `--delay`, when configured; `None` once the server drains.
+    pub(crate) delay: Option<super::delay::DelaySpec>,
+    /// The worker's clock in microseconds, refreshed once per loop.
+    pub(crate) now_us: u64,
+    /// `--delay` was given (its metrics are reported, also while draining).
+    pub(crate) delay_configured: bool,
 }
 
 impl Resources {
@@ -69,6 +75,8 @@ impl Resources {
                 ready: self.ready,
                 chaos: self.chaos.as_ref(),
                 rng: &mut self.rng,
+                delay: self.delay.as_ref(),
+                now_us: self.now_us,
             },
             &mut self.scratch,
         )
@@ -113,7 +121,7 @@ pub(crate) fn drive<S: Socket>(
     loop {
         let (mut ctx, scratch) = res.ctx(drained);
         if let Some(q) = conn.output_mut() {
-            match q.write_to(sock, ctx.templates, scratch) {
+            match q.write_ready(sock, ctx.templates, scratch, ctx.now_us) {
                 Ok(n) => {
                     if n > 0 {
                         progress.wrote = true;

@@ -4,6 +4,7 @@ mod admin;
 mod chaos;
 pub(crate) mod conn;
 mod deadline;
+pub(crate) mod delay;
 mod drive;
 pub(crate) mod listener;
 pub(crate) mod model;
@@ -137,6 +138,7 @@ pub(crate) fn run(mut cfg: Config) -> io::Result<()> {
         start_time,
         chaos,
         seed,
+        delay: cfg.delay.clone(),
     };
     let admin_addr = admin.as_ref().map(|a| a.addr);
     let mut admin_listeners = admin.map(|a| a.listeners.into_iter());
@@ -159,7 +161,7 @@ pub(crate) fn run(mut cfg: Config) -> io::Result<()> {
         "start",
         "version={} workers={} backlog={} somaxconn={} max_connections={} max_header_bytes={} nofile={} \
          header_timeout_ms={} idle_timeout_ms={} body_timeout_ms={} write_timeout_ms={} shutdown_timeout_ms={} \
-         shutdown_delay_ms={} status={} body_bytes={} health_path={} status_mix={} faults={} seed={} statsd={}",
+         shutdown_delay_ms={} status={} body_bytes={} health_path={} status_mix={} faults={} delay={} seed={} statsd={}",
         env!("CARGO_PKG_VERSION"),
         cfg.workers,
         effective_backlog,
@@ -193,6 +195,9 @@ pub(crate) fn run(mut cfg: Config) -> io::Result<()> {
         } else {
             "off".to_string()
         },
+        cfg.delay
+            .as_ref()
+            .map_or("off".to_string(), |d| quote(&format!("{d:?}"))),
         seed,
         cfg.statsd.as_ref().map_or("off".to_string(), |s| quote(&s.target)),
     );
@@ -213,6 +218,7 @@ pub(crate) fn run(mut cfg: Config) -> io::Result<()> {
             let sc = statsd::StatsdConfig {
                 mix_statuses: cfg.status_mix.iter().map(|&(s, _)| s).collect(),
                 faults: cfg.faults.any(),
+                delay: cfg.delay.is_some(),
                 target: s.target.clone(),
                 interval: s.interval,
                 prefix: s.prefix.clone(),

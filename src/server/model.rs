@@ -978,6 +978,9 @@ impl<'a> Model<'a> {
                 ready: true,
                 chaos: None,
                 rng: crate::rng::Rng::for_worker(0, 0),
+                delay: None,
+                now_us: 0,
+                delay_configured: false,
             },
             // Armed at accept, as the worker does.
             timer: Some(TimerKind::Header),
@@ -1111,7 +1114,7 @@ impl<'a> Model<'a> {
             let busy = match outcome {
                 Outcome::Busy(progress) => {
                     if let TimerChange::Start(kind) =
-                        next_timer(self.timer, conn.waiting(), progress)
+                        next_timer(self.timer, conn.waiting(0), progress)
                     {
                         self.timer = Some(kind);
                     }
@@ -1140,7 +1143,8 @@ impl<'a> Model<'a> {
         let pending = conn.pending_output();
         match outcome {
             Outcome::Waiting(progress) => {
-                if let TimerChange::Start(kind) = next_timer(self.timer, conn.waiting(), progress) {
+                if let TimerChange::Start(kind) = next_timer(self.timer, conn.waiting(0), progress)
+                {
                     self.timer = Some(kind);
                 }
                 // Edge-triggered readiness: what the socket already reported is not
@@ -1230,7 +1234,7 @@ impl<'a> Model<'a> {
         let Some(conn) = self.conn.as_mut() else {
             return;
         };
-        let waited = conn.waiting();
+        let waited = conn.waiting(0);
         let pending = conn.pending_output();
         let (mut ctx, _) = self.res.ctx(false);
         if conn.on_timeout(waited, &mut ctx) {
@@ -1608,7 +1612,7 @@ impl<'a> Model<'a> {
             format!(
                 "{:?}, waiting for {:?}, {} B unsent, {} queued, {} B held",
                 c.state(),
-                c.waiting(),
+                c.waiting(0),
                 c.pending_output(),
                 c.queued(),
                 c.held_input()

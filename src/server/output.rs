@@ -36,6 +36,9 @@ enum Piece<'a> {
 /// Queued responses of one connection (a ring of [`QUEUE_SLOTS`] references).
 pub(crate) struct OutQueue {
     ids: [RespId; QUEUE_SLOTS],
+    /// When each response may be written (`--delay`), on the worker's clock in
+    /// microseconds; 0 for at once.
+    ready: [u64; QUEUE_SLOTS],
     front: usize,
     len: usize,
     /// Bytes of the front response already written.
@@ -54,6 +57,7 @@ impl OutQueue {
     pub(crate) fn boxed() -> Box<OutQueue> {
         Box::new(OutQueue {
             ids: [RespId::CONTINUE; QUEUE_SLOTS],
+            ready: [0; QUEUE_SLOTS],
             front: 0,
             len: 0,
             sent: 0,
@@ -91,15 +95,44 @@ impl OutQueue {
 
     /// Appends a response. The caller has checked [`has_room`](Self::has_room)
     /// before the request whose answer this is.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn push(&mut self, id: RespId, t: &Templates) {
+        self.push_at(id, t, 0);
+    }
+
+    /// Appends a response that may not be written before `ready_at` (µs).
+    #[inline]
+    pub(crate) fn push_at(&mut self, id: RespId, t: &Templates, ready_at: u64) {
         debug_assert!(self.len < QUEUE_SLOTS);
         if self.len == QUEUE_SLOTS {
             return; // unreachable by the room check; never overwrite the ring
         }
-        self.ids[(self.front + self.len) % QUEUE_SLOTS] = id;
+        let at = (self.front + self.len) % QUEUE_SLOTS;
+        self.ids[at] = id;
+        self.ready[at] = ready_at;
         self.len += 1;
         self.pending += t.len(id);
+    }
+
+    /// When the front response may be written, if that is later than `now` (µs):
+    /// the connection waits for its delay, not for the client.
+    #[inline]
+    pub(crate) fn delayed_until(&self, now: u64) -> Option<u64> {
+        let t = self.ready[self.front];
+        (self.len > 0 && t > now).then_some(t)
+    }
+
+    /// Responses that may be written at `now`: the leading ones whose time has come
+    /// (a response waits behind the ones before it).
+    fn ready_count(&self, now: u64) -> usize {
+        (0..self.len)
+            .take_while(|&k| self.ready[(self.front + k) % QUEUE_SLOTS] <= now)
+            .count()
+    }
+
+    /// Makes every queued response ready now (the server drains).
+    pub(crate) fn release_delays(&mut self) {
+        self.ready = [0; QUEUE_SLOTS];
     }
 
     /// The last queued response, if any.
@@ -220,6 +253,45 @@ impl OutQueue {
     /// short write (the socket is full) or when everything is written. `stage` is
     /// scratch space (the worker's read buffer, free while writing).
     pub(crate) fn write_to<W: Write>(
+        &mut self,
+        w: &mut W,
+        t: &Templates,
+        stage: &mut [u8],
+    ) -> io::Result<usize> {
+        self.write_ready(w, t, stage, u64::MAX)
+    }
+
+    /// [`write_to`](Self::write_to) for the responses whose time has come at `now`
+    /// (µs); the later ones stay queued, untouched.
+    pub(crate) fn write_ready<W: Write>(
+        &mut self,
+        w: &mut W,
+        t: &Templates,
+        stage: &mut [u8],
+        now: u64,
+    ) -> io::Result<usize> {
+        let ready = if self.ready[self.front] > now {
+            0
+        } else if self.ready[(self.front + self.len.saturating_sub(1)) % QUEUE_SLOTS] <= now {
+            self.len
+        } else {
+            self.ready_count(now)
+        };
+        if ready == self.len {
+            return self.write_all_queued(w, t, stage);
+        }
+        if ready == 0 {
+            return Ok(0);
+        }
+        // Write only the ready prefix: hide the rest while writing.
+        let hidden = self.len - ready;
+        self.len = ready;
+        let res = self.write_all_queued(w, t, stage);
+        self.len += hidden;
+        res
+    }
+
+    fn write_all_queued<W: Write>(
         &mut self,
         w: &mut W,
         t: &Templates,

@@ -83,12 +83,16 @@ pub(crate) struct Common {
     pub(crate) chaos: Option<super::chaos::Chaos>,
     /// The run's seed; each worker derives its own generator from it.
     pub(crate) seed: u64,
+    /// `--delay`, when configured.
+    pub(crate) delay: Option<super::delay::DelaySpec>,
 }
 
 /// A connection's socket and state.
 struct Slot {
     stream: TcpStream,
     conn: Conn,
+    /// The time (µs) this connection is in the delay heap for, if any.
+    woken_at: Option<u64>,
 }
 
 /// A worker thread's whole state.
@@ -110,6 +114,9 @@ pub(crate) struct Worker {
     /// Connections to drive again this loop (see [`Outcome::Busy`]), with their
     /// event's `read_closed`.
     busy: Vec<(usize, bool)>,
+    /// Connections waiting for a delayed response (`--delay`): `(when in µs, slot)`,
+    /// earliest first. One entry per connection and delay; stale entries are skipped.
+    delays: std::collections::BinaryHeap<std::cmp::Reverse<(u64, usize)>>,
     accept_retry_at: Option<u64>,
     drain_deadline: Option<u64>,
     last_accept_warning: Option<u64>,
@@ -143,6 +150,7 @@ fn admin_view(res: &Resources, start_time: f64) -> admin::View<'_> {
             .chaos
             .as_ref()
             .is_some_and(super::chaos::Chaos::has_faults),
+        delay: res.delay_configured,
     }
 }
 
@@ -165,6 +173,7 @@ impl Worker {
             start_time,
             chaos,
             seed,
+            delay,
         } = common;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -217,12 +226,16 @@ impl Worker {
                 ready: true,
                 chaos,
                 rng: crate::rng::Rng::for_worker(seed, id),
+                delay_configured: delay.is_some(),
+                delay,
+                now_us: 0,
             },
             shared,
             settings,
             start: Instant::now(),
             now: 0,
             busy: Vec::new(),
+            delays: std::collections::BinaryHeap::new(),
             accept_retry_at: None,
             drain_deadline: None,
             last_accept_warning: None,
@@ -231,7 +244,9 @@ impl Worker {
     }
 
     fn tick(&mut self) {
-        self.now = ms(self.start.elapsed());
+        let elapsed = self.start.elapsed();
+        self.now = ms(elapsed);
+        self.res.now_us = elapsed.as_micros().try_into().unwrap_or(u64::MAX / 4);
         self.res.templates.refresh_date(unix_now_coarse());
         self.res.ready = self.shared.ready.load(Ordering::Relaxed);
     }
@@ -268,6 +283,7 @@ impl Worker {
                 }
             }
             self.drive_busy();
+            self.expire_delays();
             self.expire_timers();
             self.admin_time();
             if self.accept_retry_at.is_some_and(|t| t <= self.now) {
@@ -324,6 +340,8 @@ impl Worker {
             self.accept_retry_at,
             self.drain_deadline,
             self.admin.as_ref().and_then(Admin::next_deadline),
+            // µs to ms, rounded up: never wake before a delay is over.
+            self.delays.peek().map(|d| d.0 .0.div_ceil(1000)),
         ]
         .into_iter()
         .flatten()
@@ -418,6 +436,7 @@ impl Worker {
         self.slots[idx] = Some(Slot {
             stream,
             conn: Conn::new(),
+            woken_at: None,
         });
         self.live += 1;
         self.timers.arm(idx, TimerKind::Header, self.now);
@@ -529,12 +548,37 @@ impl Worker {
     }
 
     fn update_timer(&mut self, idx: usize, progress: Progress) {
-        let Some(slot) = self.slots.get(idx).and_then(Option::as_ref) else {
+        let now_us = self.res.now_us;
+        let Some(slot) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
-        match next_timer(self.timers.kind(idx), slot.conn.waiting(), progress) {
+        if let Some(t) = slot.conn.delayed_until(now_us) {
+            if slot.woken_at != Some(t) {
+                slot.woken_at = Some(t);
+                self.delays.push(std::cmp::Reverse((t, idx)));
+            }
+        }
+        match next_timer(self.timers.kind(idx), slot.conn.waiting(now_us), progress) {
             TimerChange::Keep => {}
             TimerChange::Start(kind) => self.timers.arm(idx, kind, self.now),
+            TimerChange::Stop => self.timers.disarm(idx),
+        }
+    }
+
+    /// Drives the connections whose delayed response may now be written.
+    fn expire_delays(&mut self) {
+        while let Some(&std::cmp::Reverse((t, idx))) = self.delays.peek() {
+            if t > self.res.now_us {
+                return;
+            }
+            self.delays.pop();
+            let Some(slot) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
+                continue;
+            };
+            if slot.woken_at == Some(t) {
+                slot.woken_at = None;
+                self.drive(idx, false);
+            }
         }
     }
 
@@ -544,8 +588,9 @@ impl Worker {
             let Some(slot) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
                 continue;
             };
+            let now_us = self.res.now_us;
             let (mut ctx, _) = self.res.ctx(false);
-            let waited = slot.conn.waiting();
+            let waited = slot.conn.waiting(now_us);
             if slot.conn.on_timeout(waited, &mut ctx) {
                 self.release(idx);
             } else {
@@ -563,6 +608,8 @@ impl Worker {
         self.drain_deadline = Some(self.now + ms(self.settings.shutdown_timeout));
         // Whatever this loop read first, from now on the health answers say "not ready".
         self.res.ready = false;
+        // Delayed answers go out now, and later ones are not delayed.
+        self.res.delay = None;
         // Connections already in the accept queue were promised an answer by the
         // kernel: take them before closing the listener, which would reset them.
         self.accept_all();

@@ -47,6 +47,8 @@ pub(crate) fn rate(delta: u64, elapsed: Duration) -> f64 {
 pub(crate) struct Shaping<'a> {
     pub(crate) faults: bool,
     pub(crate) mix: &'a [u16],
+    /// `--delay` is on: send `delayed` and `delay_us` counters.
+    pub(crate) delay: bool,
 }
 
 /// The StatsD lines of one flush, without line terminators.
@@ -95,6 +97,22 @@ pub(crate) fn format_lines(
             lines.push(line(prefix, name, &value.to_string(), "c", tags));
         }
     }
+    if shaping.delay {
+        lines.push(line(
+            prefix,
+            "delayed",
+            &delta.delayed.to_string(),
+            "c",
+            tags,
+        ));
+        lines.push(line(
+            prefix,
+            "delay_us",
+            &delta.delay_us.to_string(),
+            "c",
+            tags,
+        ));
+    }
     for (status, n) in shaping.mix.iter().zip(delta.mixed) {
         let name = format!("responses.status.{status}");
         lines.push(line(prefix, &name, &n.to_string(), "c", tags));
@@ -138,6 +156,8 @@ pub(crate) fn longest_line(prefix: &str, tags: &str) -> usize {
         faults_close: u64::MAX,
         faults_stall: u64::MAX,
         mixed: [u64::MAX; crate::http::response::MAX_MIX],
+        delayed: u64::MAX,
+        delay_us: u64::MAX,
     };
     format_lines(
         prefix,
@@ -148,6 +168,7 @@ pub(crate) fn longest_line(prefix: &str, tags: &str) -> usize {
         Shaping {
             faults: true,
             mix: &[599],
+            delay: true,
         },
     )
     .iter()
@@ -208,6 +229,8 @@ pub(crate) fn delta(now: &Snapshot, before: &Snapshot) -> Snapshot {
         faults_close: now.faults_close.wrapping_sub(before.faults_close),
         faults_stall: now.faults_stall.wrapping_sub(before.faults_stall),
         mixed: std::array::from_fn(|i| now.mixed[i].wrapping_sub(before.mixed[i])),
+        delayed: now.delayed.wrapping_sub(before.delayed),
+        delay_us: now.delay_us.wrapping_sub(before.delay_us),
     }
 }
 
@@ -258,6 +281,7 @@ mod tests {
         let shaping = Shaping {
             faults: true,
             mix: &[200, 503],
+            delay: true,
         };
         let lines = format_lines("v", "", &mixed, Duration::from_secs(1), 0, shaping);
         assert!(lines.contains(&"v.faults.stall:0|c".to_string()));

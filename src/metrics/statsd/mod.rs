@@ -90,6 +90,8 @@ pub(crate) struct StatsdConfig {
     pub(crate) mix_statuses: Vec<u16>,
     /// `--fault` is on: send `faults.*` counters.
     pub(crate) faults: bool,
+    /// `--delay` is on: send `delayed` and `delay_us`.
+    pub(crate) delay: bool,
     /// Collector as `host:port`, `ipv4:port` or `[ipv6]:port`.
     pub(crate) target: String,
     /// Time between two flushes.
@@ -224,6 +226,7 @@ impl Pusher {
             lines::Shaping {
                 faults: self.cfg.faults,
                 mix: &self.cfg.mix_statuses,
+                delay: self.cfg.delay,
             },
         );
         let datagrams = pack(&lines, MAX_DATAGRAM);
@@ -261,6 +264,7 @@ mod tests {
         StatsdConfig {
             mix_statuses: Vec::new(),
             faults: false,
+            delay: false,
             target,
             interval,
             prefix: "t".into(),

@@ -1,0 +1,164 @@
+//! `--delay` over real sockets: timing from each request's head, pipelined order,
+//! many connections at once, probes never delayed, delayed answers delivered at
+//! SIGTERM, and the metrics.
+
+mod common;
+
+use common::{get, Client, Server};
+use std::time::{Duration, Instant};
+
+const GET: &[u8] = b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n";
+
+#[test]
+fn the_delay_runs_from_each_heads_end_not_from_the_previous_answer() {
+    let server = Server::start(&["--delay", "300ms"]);
+    let mut c = server.connect();
+    let t = Instant::now();
+    c.send(GET);
+    std::thread::sleep(Duration::from_millis(100));
+    c.send(GET);
+    assert_eq!(c.response(false).status, 200);
+    let first = t.elapsed();
+    assert_eq!(c.response(false).status, 200);
+    let second = t.elapsed();
+    assert!(
+        first >= Duration::from_millis(300) && first < Duration::from_millis(450),
+        "first answer after {first:?}"
+    );
+    // Its own head ended at ~100 ms: ~400 ms, not 300 + 300.
+    assert!(
+        second >= Duration::from_millis(400) && second < Duration::from_millis(560),
+        "second answer after {second:?}"
+    );
+}
+
+#[test]
+fn pipelined_delayed_answers_keep_their_order() {
+    // The status mix with a seed gives each request of one connection a known
+    // status; random delays must not reorder them.
+    // Both runs draw the same random numbers (a status, then a delay, per request).
+    let order = |delay: &str| {
+        let args = [
+            "--status-mix",
+            "200=1,201=1,202=1,203=1",
+            "--seed",
+            "77",
+            "--delay",
+            delay,
+        ];
+        let server = Server::start(&args);
+        let mut c = server.connect();
+        c.send(&GET.repeat(40));
+        (0..40)
+            .map(|_| c.response(false).status)
+            .collect::<Vec<_>>()
+    };
+    let plain = order("uniform:0ms..1ms");
+    let delayed = order("uniform:0ms..150ms");
+    assert_eq!(plain, delayed);
+    assert!(plain.iter().any(|&s| s != plain[0]), "{plain:?}");
+}
+
+#[test]
+fn many_connections_wait_concurrently() {
+    let server = Server::start(&["--delay", "400ms"]);
+    let mut clients: Vec<Client> = (0..200).map(|_| server.connect()).collect();
+    let t = Instant::now();
+    for c in &mut clients {
+        c.send(GET);
+    }
+    for c in &mut clients {
+        assert_eq!(c.response(false).status, 200);
+    }
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_millis(1400),
+        "200 delayed answers took {took:?}"
+    );
+}
+
+#[test]
+fn probes_are_never_delayed_and_the_metrics_count_the_delays() {
+    let server = Server::start(&[
+        "--delay",
+        "200ms",
+        "--health-path",
+        "/h",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
+    let t = Instant::now();
+    assert_eq!(get(server.addr, "/h").status, 200);
+    assert_eq!(get(server.admin_addr(), "/healthz").status, 200);
+    assert!(
+        t.elapsed() < Duration::from_millis(150),
+        "{:?}",
+        t.elapsed()
+    );
+    let mut c = server.connect();
+    c.send(&GET.repeat(5));
+    for _ in 0..5 {
+        assert_eq!(c.response(false).status, 200);
+    }
+    let m = get(server.admin_addr(), "/metrics").body_text();
+    let value = |name: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in\n{m}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("vrypt_delayed_requests_total"), 5.0);
+    assert!((value("vrypt_delay_seconds_total") - 1.0).abs() < 1e-6);
+    assert_eq!(value("vrypt_requests_total"), 6.0);
+}
+
+#[test]
+fn sigterm_delivers_pending_delayed_answers() {
+    let mut server = Server::start(&["--delay", "30s", "--shutdown-timeout", "5s"]);
+    let mut c = server.connect();
+    c.send(&GET.repeat(3));
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    server.signal(libc::SIGTERM);
+    let statuses: Vec<u16> = (0..3).map(|_| c.response(false).status).collect();
+    assert_eq!(statuses, [200, 200, 200]);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(c.closed(), "the last answer closes the connection");
+    drop(c);
+    server.assert_exits_cleanly(Duration::from_secs(5));
+}
+
+#[test]
+fn a_client_that_does_not_read_still_meets_the_write_timeout() {
+    // Delays hold the answers, not the deadlines: once answers are due and the
+    // client reads nothing, --write-timeout closes it.
+    let server = Server::start(&[
+        "--delay",
+        "50ms",
+        "--write-timeout",
+        "500ms",
+        "--body-size",
+        "4MiB",
+    ]);
+    let mut c = server.connect_small_rcvbuf(4096);
+    c.send(GET);
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    // Now read: the connection was closed before the whole body arrived.
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match std::io::Read::read(&mut c.stream, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            break;
+        }
+    }
+    assert!(total < 4 << 20, "the whole 4 MiB arrived: no write timeout");
+}
