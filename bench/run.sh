@@ -2,7 +2,11 @@
 # Benchmark vrypt-server against nginx on this machine (Linux, 2+ CPUs).
 #
 #   bench/run.sh [--rounds N] [--duration S] [--quick] [--server-bin PATH]
-#                [--idle-conns N] [--strace-requests N] [--out FILE]
+#                [--idle-conns N] [--strace-requests N] [--out FILE] [--shaping]
+#
+# --shaping runs bench/shaping.py instead: --delay at 512 connections against
+# Little's law, a percentiles: spec against wrk's latency percentiles, and a
+# 1 GiB --body-size against nginx sending a 1 GiB file (bench/results/shaping.md).
 #
 # Installs wrk, nginx, strace and python3 from Debian when missing, builds
 # `cargo build --release` (unless --server-bin is given), then runs
@@ -20,10 +24,11 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 usage() {
-  sed -n '2,18s/^# \{0,1\}//p' "$0"
+  sed -n '2,23s/^# \{0,1\}//p' "$0"
 }
 
 server_bin=""
+script=bench/bench.py
 args=()
 # Shown in the results file as the command that produced them.
 export BENCH_COMMAND="bench/run.sh${*:+ $*}"
@@ -35,6 +40,11 @@ while [ $# -gt 0 ]; do
       ;;
     --quick)
       args+=("$1")
+      shift
+      ;;
+    --shaping)
+      # The load-test shaping figures (--delay, --body-size) instead.
+      script=bench/shaping.py
       shift
       ;;
     --rounds | --duration | --idle-conns | --strace-requests | --out | \
@@ -128,7 +138,7 @@ fi
 # --- run -------------------------------------------------------------------
 # bench.py stops every process it started when it gets SIGTERM; forward
 # INT/TERM/HUP to it and wait for it to finish cleaning up.
-python3 bench/bench.py --server-bin "$server_bin" "${args[@]}" &
+python3 "$script" --server-bin "$server_bin" "${args[@]}" &
 bench_pid=$!
 trap 'kill -TERM "$bench_pid" 2>/dev/null || true' INT TERM HUP
 rc=0

@@ -72,12 +72,12 @@ end
 
 done = function(summary, latency, requests)
    local e = summary.errors
-   local pct = percentiles(latency, {50, 99})
+   local pct = percentiles(latency, {50, 90, 99})
    io.write(string.format(
       'BENCHJSON {"duration_us":%d,"requests":%d,"bytes":%d,' ..
       '"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,' ..
-      '"p50_us":%d,"p99_us":%d,"mean_us":%.1f,"max_us":%d}\n',
+      '"p50_us":%d,"p90_us":%d,"p99_us":%d,"mean_us":%.1f,"max_us":%d}\n',
       summary.duration, summary.requests, summary.bytes,
       e.connect, e.read, e.write, e.status, e.timeout,
-      pct[1], pct[2], latency.mean, latency.max))
+      pct[1], pct[2], pct[3], latency.mean, latency.max))
 end

@@ -51,7 +51,9 @@ pub(crate) fn expand(text: &[u8], vars: &Vars<'_>) -> Result<Vec<u8>, String> {
                     _ => match name.strip_prefix(b"env:") {
                         Some(var) => {
                             let var = std::str::from_utf8(var)
-                                .map_err(|_| "an {env:NAME} name is not UTF-8".to_string())?;
+                                .ok()
+                                .filter(|v| !v.is_empty())
+                                .ok_or_else(|| "{env:NAME} needs a variable name".to_string())?;
                             Some((vars.env)(var).ok_or_else(|| {
                                 format!("{{env:{var}}} is used but {var} is not set")
                             })?)

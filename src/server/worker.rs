@@ -91,8 +91,9 @@ pub(crate) struct Common {
 struct Slot {
     stream: TcpStream,
     conn: Conn,
-    /// The time (µs) this connection is in the delay heap for, if any.
-    woken_at: Option<u64>,
+    /// The time (µs) this connection is in the delay heap for; 0 for none (a
+    /// delay always ends after the clock's start).
+    woken_at: u64,
 }
 
 /// A worker thread's whole state.
@@ -436,7 +437,7 @@ impl Worker {
         self.slots[idx] = Some(Slot {
             stream,
             conn: Conn::new(),
-            woken_at: None,
+            woken_at: 0,
         });
         self.live += 1;
         self.timers.arm(idx, TimerKind::Header, self.now);
@@ -553,8 +554,8 @@ impl Worker {
             return;
         };
         if let Some(t) = slot.conn.delayed_until(now_us) {
-            if slot.woken_at != Some(t) {
-                slot.woken_at = Some(t);
+            if slot.woken_at != t {
+                slot.woken_at = t;
                 self.delays.push(std::cmp::Reverse((t, idx)));
             }
         }
@@ -575,8 +576,8 @@ impl Worker {
             let Some(slot) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
                 continue;
             };
-            if slot.woken_at == Some(t) {
-                slot.woken_at = None;
+            if slot.woken_at == t {
+                slot.woken_at = 0;
                 self.drive(idx, false);
             }
         }

@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Benchmark of the load-test shaping options (issue 11), with bench.py's harness.
+
+Same rules as bench.py: one server worker pinned to one CPU, wrk and this
+script on the other, 127.0.0.1 only, medians over rounds. Figures:
+
+  * --delay 10ms at 512 keep-alive connections: requests per second against
+    Little's law (512 / 10 ms = 51,200/s), and server CPU per request against
+    the same run without a delay;
+  * --delay percentiles:p50=20ms,p90=60ms,p99=250ms at low load (8
+    connections): wrk's p50, p90 and p99 against the spec plus the undelayed
+    baseline;
+  * a 1 GiB --body-size over keep-alive against nginx serving a 1 GiB file
+    with sendfile: throughput and server CPU per MiB, side by side.
+
+Usage: bench/shaping.py [--rounds N] [--duration S] [--server-bin PATH] [--out F]
+bench/run.sh installs the tools; run it once first (or: bench/run.sh --shaping).
+"""
+
+import argparse
+import os
+import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402  (the harness: servers, wrk, CPU accounting)
+
+GIB = 1 << 30
+PERCENTILES = "percentiles:p50=20ms,p90=60ms,p99=250ms"
+SPEC_MS = {"p50": 20.0, "p90": 60.0, "p99": 250.0}
+
+
+class ShapedVrypt(bench.Vrypt):
+    """vrypt-server with extra flags."""
+
+    def __init__(self, ctx, port, extra, label):
+        super().__init__(ctx, port, label=label)
+        self.extra = extra
+
+    def start(self, http_check=True):
+        cmd = [self.binary, "--workers", "1", "--listen",
+               f"{bench.HOST}:{self.port}", "--statsd", "off"] + self.extra
+        self._spawn(cmd, "vrypt")
+        self._wait_listening()
+        if http_check:
+            self.check_http()
+        return self
+
+
+def run_one(ctx, server, conns, duration):
+    server.start()
+    try:
+        bench.warm_up(ctx, server, conns=min(conns, 64))
+        return bench.measured_run(ctx, server, conns, duration)
+    finally:
+        server.stop()
+
+
+def make_big_file(ctx):
+    path = os.path.join(ctx.tmp, "body-1gib")
+    unit = bench.BODY * (1 << 16)
+    with open(path, "wb") as f:
+        left = GIB
+        while left:
+            n = min(left, len(unit))
+            f.write(unit[:n])
+            left -= n
+    return path
+
+
+def main(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--duration", type=float, default=10)
+    p.add_argument("--server-bin", default=os.path.join(
+        bench.REPO_DIR, "target", "release", "vrypt-server"))
+    p.add_argument("--out", default=os.path.join(bench.BENCH_DIR, "results",
+                                                 "shaping.md"))
+    # bench/run.sh may pass bench.py's options (--static-bin ...): ignored here.
+    a, _ = p.parse_known_args(argv)
+    # bench.Context wants bench.py's options; fill in the ones it reads.
+    args = bench.parse_args(["--server-bin", a.server_bin, "--rounds",
+                             str(a.rounds), "--duration", str(a.duration),
+                             "--idle-conns", "16"])
+    ctx = bench.Context(args, argv)
+    os.sched_setaffinity(0, {ctx.client_cpu})
+    ctx.tmp = bench.tempfile.mkdtemp(prefix="vrypt-shaping-")
+    runs = {k: [] for k in ("plain512", "delay512", "plain8", "pct8",
+                            "vbig", "nbig")}
+    try:
+        big = make_big_file(ctx)
+        for rnd in range(1, a.rounds + 1):
+            port = bench.free_port()
+            for key, extra, conns in [
+                ("plain512", [], 512),
+                ("delay512", ["--delay", "10ms"], 512),
+                ("plain8", [], 8),
+                ("pct8", ["--delay", PERCENTILES, "--seed", str(rnd)], 8),
+            ]:
+                res = run_one(ctx, ShapedVrypt(ctx, port, extra, key), conns,
+                              a.duration)
+                runs[key].append(res)
+                bench.log(f"   [{rnd}] {key:9} {res['rps']:>10,.0f} req/s "
+                          f"{res['cpu_us']:8.2f} us CPU/req  p50 "
+                          f"{res['detail']['p50_us'] / 1000:.2f} ms  p90 "
+                          f"{res['detail'].get('p90_us', 0) / 1000:.2f} ms  "
+                          f"p99 {res['p99_ms']:.2f} ms  errors {res['errors']}")
+            vb = ShapedVrypt(ctx, port, ["--body-size", "1GiB"], "vrypt")
+            runs["vbig"].append(run_one(ctx, vb, 4, a.duration))
+            nb = bench.Nginx(ctx, port, 64, body_file=big)
+            runs["nbig"].append(run_one(ctx, nb, 4, a.duration))
+            for key in ("vbig", "nbig"):
+                r = runs[key][-1]
+                bench.log(f"   [{rnd}] 1 GiB {key[0]:5} {r['mib_s']:>8,.0f} MiB/s "
+                          f"{r['cpu_us_per_mib']:8.1f} us CPU/MiB  errors {r['errors']}")
+    finally:
+        bench.CHILDREN.stop_all()
+        bench.shutil.rmtree(ctx.tmp, ignore_errors=True)
+
+    def med(key, field, detail=False):
+        vals = [r["detail"][field] if detail else r[field] for r in runs[key]]
+        return statistics.median(vals)
+
+    little = 512 / 0.010
+    rows = [
+        ("--delay 10ms, 512 conns: req/s", f"{med('delay512', 'rps'):,.0f}",
+         f"Little's law {little:,.0f}: {med('delay512', 'rps') / little:.3f}x"),
+        ("--delay 10ms, 512 conns: CPU us/req",
+         f"{med('delay512', 'cpu_us'):.2f}",
+         f"undelayed {med('plain512', 'cpu_us'):.2f}: "
+         f"{med('delay512', 'cpu_us') / med('plain512', 'cpu_us'):.3f}x"),
+        ("undelayed, 512 conns: req/s", f"{med('plain512', 'rps'):,.0f}", ""),
+    ]
+    base50 = med("plain8", "p50_us", True) / 1000
+    for q in ("p50", "p90", "p99"):
+        got = med("pct8", f"{q}_us", True) / 1000
+        want = SPEC_MS[q]
+        rows.append((f"{PERCENTILES}, 8 conns: {q} ms", f"{got:.2f}",
+                     f"spec {want:.0f} + baseline p50 {base50:.2f}: "
+                     f"{(got - base50) / want:.3f}x"))
+    for label, field, fmt in [("throughput MiB/s", "mib_s", "{:,.0f}"),
+                              ("server CPU us/MiB", "cpu_us_per_mib", "{:.1f}")]:
+        v, n = med("vbig", field), med("nbig", field)
+        rows.append((f"1 GiB body, 4 conns: {label}",
+                     f"vrypt {fmt.format(v)}, nginx {fmt.format(n)}",
+                     f"{v / n:.2f}x"))
+    lines = ["# Load-test shaping benchmark", "",
+             f"- Date: {bench.datetime.datetime.now(bench.datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+             f"- Command: bench/shaping.py {' '.join(argv)}",
+             f"- Server: {ctx.versions['vrypt']}, one worker on CPU {ctx.server_cpu}; "
+             f"wrk on CPU {ctx.client_cpu}; {ctx.versions['nginx']}",
+             f"- Medians of {a.rounds} round(s) of {a.duration:g} s runs", "",
+             "| Figure | Value | Against |", "|---|---:|---|"]
+    lines += [f"| {a_} | {b_} | {c_} |" for a_, b_, c_ in rows]
+    text = "\n".join(lines) + "\n"
+    os.makedirs(os.path.dirname(a.out), exist_ok=True)
+    with open(a.out, "w") as f:
+        f.write(text)
+    bench.log("\n" + text)
+    errors = sum(r["errors"] for rs in runs.values() for r in rs)
+    if errors:
+        bench.log(f"FAIL: {errors} errors in the runs")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
