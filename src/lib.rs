@@ -106,6 +106,15 @@ pub mod testing {
         }
     }
 
+    /// The first `n` uniform draws in `[0, 1)` of worker `worker`'s generator for
+    /// `--seed seed`: what `--status-mix`, `--fault` and `--delay` draw from, in
+    /// order (one draw for a fault, when faults are on; then one for the status,
+    /// when a mix is on; then one for the delay, when a random delay is on).
+    pub fn worker_draws(seed: u64, worker: usize, n: usize) -> Vec<f64> {
+        let mut r = crate::rng::Rng::for_worker(seed, worker);
+        (0..n).map(|_| r.unit()).collect()
+    }
+
     /// The outcome of feeding a byte stream to one connection's state machine.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct Replay {

@@ -203,6 +203,10 @@ fn bad_specs_are_one_line_and_exit_2() {
         &["--fault", "explode=1%"],
         &["--fault", "reset=70%,close=40%"],
         &["--seed", "-1"],
+        &["--delay", "soon"],
+        &["--delay", "percentiles:p90=1s,p50=2s"],
+        &["--body-size", "2GiB"],
+        &["--body-size", "lots"],
     ] {
         let out = common::command().args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
@@ -334,4 +338,89 @@ fn a_256_mib_body_size_reaches_8_clients_intact_with_one_copy_in_memory() {
         peak_kib < limit_kib,
         "peak RSS {peak_kib} KiB, limit {limit_kib} KiB (baseline {baseline_kib} KiB)"
     );
+}
+
+/// A seed whose first request is answered and whose second draws the fault, with a
+/// single fault kind at 50% and nothing else random.
+fn seed_answer_then_fault() -> String {
+    (1u64..)
+        .find(|&s| {
+            let d = vrypt_server::testing::worker_draws(s, 0, 2);
+            d[0] >= 0.5 && d[1] < 0.5
+        })
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_stall_on_a_keep_alive_connection_lasts_the_whole_idle_timeout() {
+    let seed = seed_answer_then_fault();
+    let server = Server::start(&[
+        "--fault",
+        "stall=50%",
+        "--seed",
+        &seed,
+        "--idle-timeout",
+        "1500ms",
+    ]);
+    let mut c = server.connect();
+    c.send(GET);
+    assert_eq!(c.response(false).status, 200);
+    std::thread::sleep(Duration::from_millis(1000));
+    let t = Instant::now();
+    c.send(GET);
+    let (bytes, _) = read_all(&mut c);
+    let took = t.elapsed();
+    assert!(bytes.is_empty());
+    assert!(
+        took >= Duration::from_millis(1300),
+        "the stall lasted {took:?}"
+    );
+}
+
+#[test]
+fn sigterm_closes_a_stalled_connection_after_delivering_what_it_owes() {
+    let seed = seed_answer_then_fault();
+    let mut server = Server::start(&[
+        "--fault",
+        "stall=50%",
+        "--seed",
+        &seed,
+        "--delay",
+        "3s",
+        "--shutdown-timeout",
+        "6s",
+    ]);
+    let mut c = server.connect();
+    c.send(&GET.repeat(2));
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    server.signal(libc::SIGTERM);
+    assert_eq!(c.response(false).status, 200);
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    drop(c);
+    server.assert_exits_cleanly(Duration::from_secs(3));
+}
+
+#[test]
+fn json_and_binary_bodies_are_not_templates() {
+    for body in [r#"{"a":{"b":1}}"#, "a }} b {{ c"] {
+        let server = Server::start(&["--body", body]);
+        assert_eq!(get(server.addr, "/").body_text(), body);
+    }
+    let server = Server::start(&["--body", r#"{"host":"{hostname}","m":{"a":1}}"#]);
+    let got = get(server.addr, "/").body_text();
+    assert!(
+        got.ends_with(r#","m":{"a":1}}"#) && !got.contains("{hostname}"),
+        "{got}"
+    );
+    // A binary file with braces and a placeholder-looking run is sent as it is.
+    let mut bin = vec![0xffu8, 0xfe, b'{', b'{'];
+    bin.extend_from_slice(b"{worker}}}");
+    bin.push(0x80);
+    let path = std::env::temp_dir().join(format!("vrypt-bin-{}", std::process::id()));
+    std::fs::write(&path, &bin).unwrap();
+    let server = Server::start(&["--body-file", path.to_str().unwrap()]);
+    assert_eq!(get(server.addr, "/").body, bin);
+    std::fs::remove_file(&path).unwrap();
 }

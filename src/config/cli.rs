@@ -412,6 +412,11 @@ fn expand_templates(cfg: &mut Config, env: &dyn Fn(&str) -> Option<String>) -> R
         .iter()
         .any(|(_, v)| per_worker(v.as_bytes()));
     let host = hostname();
+    // A long body that is not a template is shared by every worker (the server
+    // builds one copy): the other workers' specs need none of their own.
+    let share_body =
+        !body_template && cfg.response.body.len() > crate::http::response::INLINE_BODY_MAX;
+    let body = std::mem::take(&mut cfg.response.body);
     let raw = cfg.response.clone();
     let for_worker = |worker: usize| -> Result<crate::http::ResponseSpec, String> {
         let vars = Vars {
@@ -421,7 +426,7 @@ fn expand_templates(cfg: &mut Config, env: &dyn Fn(&str) -> Option<String>) -> R
         };
         let mut spec = raw.clone();
         if body_template {
-            spec.body = expand(&raw.body, &vars).map_err(|e| format!("in the body: {e}"))?;
+            spec.body = expand(&body, &vars).map_err(|e| format!("in the body: {e}"))?;
             if spec.body.len() > MAX_BODY {
                 return Err("the body is longer than 64 MiB after expanding templates".into());
             }
@@ -438,9 +443,20 @@ fn expand_templates(cfg: &mut Config, env: &dyn Fn(&str) -> Option<String>) -> R
         }
         Ok(spec)
     };
-    let first = for_worker(0)?;
+    let mut first = for_worker(0)?;
     if cfg.per_worker_body || per_worker_headers {
-        cfg.worker_responses = (1..cfg.workers).map(for_worker).collect::<Result<_, _>>()?;
+        cfg.worker_responses = (1..cfg.workers)
+            .map(|w| {
+                let mut spec = for_worker(w)?;
+                if !body_template && !share_body {
+                    spec.body.clone_from(&body);
+                }
+                Ok::<_, String>(spec)
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    if !body_template {
+        first.body = body;
     }
     cfg.response = first;
     Ok(())

@@ -11,12 +11,10 @@ pub(crate) struct Vars<'a> {
     pub(crate) env: &'a dyn Fn(&str) -> Option<String>,
 }
 
-/// Whether `text` has anything to expand (a placeholder or an escaped brace).
+/// Whether `text` is a template: it names a placeholder. Text without one (a JSON
+/// body with `}}`, CSS, any binary) is sent exactly as given.
 pub(crate) fn has_template(text: &[u8]) -> bool {
-    find(text, b"{{")
-        || find(text, b"}}")
-        || PLACEHOLDERS.iter().any(|p| find(text, p))
-        || find(text, b"{env:")
+    PLACEHOLDERS.iter().any(|p| find(text, p)) || find(text, b"{env:")
 }
 
 /// Whether `text` uses `{worker}`, so that each worker needs its own copy.
@@ -33,11 +31,22 @@ fn find(hay: &[u8], needle: &[u8]) -> bool {
 /// Expands `text`; an `{env:NAME}` whose variable is not set is an error.
 pub(crate) fn expand(text: &[u8], vars: &Vars<'_>) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(text.len());
+    let mut open_escapes = 0usize;
     let mut i = 0;
     while i < text.len() {
         let rest = &text[i..];
-        if rest.starts_with(b"{{") || rest.starts_with(b"}}") {
-            out.push(rest[0]);
+        // `{{` is a literal `{`; a `}}` is a literal `}` when it closes a `{{`
+        // (so `{{worker}}` gives `{worker}`), and is left alone otherwise (so a
+        // nested JSON object's `}}` survives).
+        if rest.starts_with(b"{{") {
+            out.push(b'{');
+            open_escapes += 1;
+            i += 2;
+            continue;
+        }
+        if rest.starts_with(b"}}") && open_escapes > 0 {
+            out.push(b'}');
+            open_escapes -= 1;
             i += 2;
             continue;
         }
@@ -117,9 +126,14 @@ mod tests {
             env!("CARGO_PKG_VERSION").to_string()
         );
         assert_eq!(x(b"{{worker}} {\"a\":1}").unwrap(), "{worker} {\"a\":1}");
-        assert_eq!(x(b"a}}b{").unwrap(), "a}b{");
+        assert_eq!(x(b"a}}b{").unwrap(), "a}}b{");
+        assert_eq!(
+            x(b"{\"w\":{worker},\"m\":{\"a\":1}}").unwrap(),
+            "{\"w\":3,\"m\":{\"a\":1}}",
+            "a nested JSON object keeps its braces"
+        );
         assert!(x(b"{env:NOPE}").unwrap_err().contains("NOPE is not set"));
         assert!(per_worker(b"x{worker}") && !per_worker(b"{hostname}"));
-        assert!(has_template(b"{{") && !has_template(b"{\"a\":1}"));
+        assert!(has_template(b"{worker}") && !has_template(b"{\"a\":{\"b\":1}}"));
     }
 }

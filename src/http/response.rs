@@ -122,7 +122,7 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// Bodies longer than this are kept once per process and sent as a second
 /// buffer; shorter ones are stored right after their head, so a response is one
 /// contiguous buffer.
-const INLINE_BODY_MAX: usize = 16 * 1024;
+pub(crate) const INLINE_BODY_MAX: usize = 16 * 1024;
 
 /// The bytes at the start of every response that can change after it was built:
 /// status line, `Server` and `Date` all fit, since extra headers come after `Date`.

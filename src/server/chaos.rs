@@ -60,6 +60,12 @@ impl Chaos {
         })
     }
 
+    /// The same mix without faults (the server drains: no new stall may hold it).
+    pub(crate) fn without_faults(mut self) -> Option<Chaos> {
+        self.faults = [0.0; 3];
+        (!self.mix.is_empty()).then_some(self)
+    }
+
     /// Whether any fault can be drawn.
     pub(crate) fn has_faults(&self) -> bool {
         self.faults[2] > 0.0

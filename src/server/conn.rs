@@ -378,7 +378,17 @@ impl Conn {
             State::Lingering => Waiting::Linger,
             // Waiting for a delay: the input side's deadlines still apply, else none
             // (the worker wakes the connection when the delay is over).
-            State::Head if delayed && self.held_input() > 0 => Waiting::PartialHead,
+            // (Complete requests held for room in the queue are the server's own
+            // backpressure, not a slow client.)
+            State::Head
+                if delayed
+                    && self
+                        .input
+                        .as_ref()
+                        .is_some_and(|i| i.held() > 0 && !i.unanswered) =>
+            {
+                Waiting::PartialHead
+            }
             State::Body {
                 skip: Skip::Chunked(d),
                 ..
@@ -690,7 +700,12 @@ impl Conn {
             return false;
         }
         if self.state == State::Stalled {
-            return self.output.is_none();
+            // Draining: deliver what is owed (at once) and close, not at the idle timeout.
+            if let Some(q) = self.output.as_deref_mut() {
+                q.release_delays();
+            }
+            self.state = State::Closing { linger: true };
+            return false;
         }
         if let Some(q) = self.output.as_deref_mut() {
             // Draining: delayed answers go out now, within the shutdown timeout.

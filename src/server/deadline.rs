@@ -95,7 +95,9 @@ pub(crate) fn next_timer(current: Option<TimerKind>, waiting: Waiting, p: Progre
         Waiting::Output => p.wrote,
         Waiting::PartialHead | Waiting::Trailer | Waiting::Body => p.boundaries > 0,
         Waiting::Request => p.read || p.wrote,
-        Waiting::Linger | Waiting::Stall | Waiting::Delay => false,
+        // A stall starts its own idle period when the stalled request arrives.
+        Waiting::Stall => p.boundaries > 0,
+        Waiting::Linger | Waiting::Delay => false,
     };
     if restart {
         TimerChange::Start(wanted)

@@ -53,6 +53,8 @@ pub(crate) struct Resources {
     pub(crate) now_us: u64,
     /// `--delay` was given (its metrics are reported, also while draining).
     pub(crate) delay_configured: bool,
+    /// `--fault` was given (likewise).
+    pub(crate) faults_configured: bool,
 }
 
 impl Resources {

@@ -981,6 +981,7 @@ impl<'a> Model<'a> {
                 delay: None,
                 now_us: 0,
                 delay_configured: false,
+                faults_configured: false,
             },
             // Armed at accept, as the worker does.
             timer: Some(TimerKind::Header),

@@ -108,8 +108,15 @@ impl OutQueue {
             return; // unreachable by the room check; never overwrite the ring
         }
         let at = (self.front + self.len) % QUEUE_SLOTS;
+        // A response waits behind the ones before it: ready times never decrease
+        // along the queue, which `write_ready` relies on.
+        let after = if self.len > 0 {
+            self.ready[(at + QUEUE_SLOTS - 1) % QUEUE_SLOTS]
+        } else {
+            0
+        };
         self.ids[at] = id;
-        self.ready[at] = ready_at;
+        self.ready[at] = ready_at.max(after);
         self.len += 1;
         self.pending += t.len(id);
     }
@@ -402,6 +409,30 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn a_response_is_never_ready_before_the_ones_ahead_of_it() {
+        let t = Templates::new(&ResponseSpec::default(), 0);
+        let id = RespId::configured(false, Persistence::Default);
+        let mut q = OutQueue::boxed();
+        q.push_at(id, &t, 100);
+        q.push_at(id, &t, 300);
+        q.push_at(id, &t, 0);
+        let mut out = Trickle {
+            got: Vec::new(),
+            cap: usize::MAX,
+        };
+        let one = t.len(id);
+        assert_eq!(
+            q.write_ready(&mut out, &t, &mut [0; 4096], 150).unwrap(),
+            one
+        );
+        assert_eq!(q.delayed_until(150), Some(300));
+        assert_eq!(
+            q.write_ready(&mut out, &t, &mut [0; 4096], 300).unwrap(),
+            2 * one
+        );
     }
 
     #[test]

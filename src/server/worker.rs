@@ -147,10 +147,7 @@ fn admin_view(res: &Resources, start_time: f64) -> admin::View<'_> {
         ready: res.ready,
         start_time,
         mix: res.templates.mix_statuses(),
-        faults: res
-            .chaos
-            .as_ref()
-            .is_some_and(super::chaos::Chaos::has_faults),
+        faults: res.faults_configured,
         delay: res.delay_configured,
     }
 }
@@ -206,6 +203,7 @@ impl Worker {
             )?),
             None => None,
         };
+        let faults_configured = chaos.as_ref().is_some_and(super::chaos::Chaos::has_faults);
         let worker = Worker {
             id,
             poll,
@@ -228,6 +226,7 @@ impl Worker {
                 chaos,
                 rng: crate::rng::Rng::for_worker(seed, id),
                 delay_configured: delay.is_some(),
+                faults_configured,
                 delay,
                 now_us: 0,
             },
@@ -336,21 +335,28 @@ impl Worker {
         if !self.busy.is_empty() {
             return Some(Duration::ZERO);
         }
-        let next = [
+        let elapsed = self.start.elapsed();
+        let timers = [
             self.timers.next_deadline(),
             self.accept_retry_at,
             self.drain_deadline,
             self.admin.as_ref().and_then(Admin::next_deadline),
-            // µs to ms, rounded up: never wake before a delay is over.
-            self.delays.peek().map(|d| d.0 .0.div_ceil(1000)),
         ]
         .into_iter()
         .flatten()
-        .min()?;
-        // Round up so we wake at or after the deadline, never just before it.
-        Some(Duration::from_millis(
-            next.saturating_sub(ms(self.start.elapsed())) + 1,
-        ))
+        .min()
+        // Whole milliseconds, rounded up: wake at or after the deadline, never before.
+        .map(|next| Duration::from_millis(next.saturating_sub(ms(elapsed)) + 1));
+        // A delay ends at a microsecond; the poll rounds the wait up to the next
+        // millisecond, so answers leave at most that much late.
+        let delay = self.delays.peek().map(|d| {
+            let now_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+            Duration::from_micros(d.0 .0.saturating_sub(now_us))
+        });
+        match (timers, delay) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     // ----- the admin listener -----
@@ -609,8 +615,14 @@ impl Worker {
         self.drain_deadline = Some(self.now + ms(self.settings.shutdown_timeout));
         // Whatever this loop read first, from now on the health answers say "not ready".
         self.res.ready = false;
-        // Delayed answers go out now, and later ones are not delayed.
+        // Delayed answers go out now, later ones are not delayed, and no new fault
+        // (a stall would hold the drain) is drawn.
         self.res.delay = None;
+        self.res.chaos = self
+            .res
+            .chaos
+            .take()
+            .and_then(super::chaos::Chaos::without_faults);
         // Connections already in the accept queue were promised an answer by the
         // kernel: take them before closing the listener, which would reset them.
         self.accept_all();
