@@ -101,13 +101,7 @@ fn probes_are_never_delayed_and_the_metrics_count_the_delays() {
         assert_eq!(c.response(false).status, 200);
     }
     let m = get(server.admin_addr(), "/metrics").body_text();
-    let value = |name: &str| -> f64 {
-        m.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("no {name} in\n{m}"))
-            .parse()
-            .unwrap()
-    };
+    let value = |name: &str| common::prom_sample(&m, name);
     assert_eq!(value("vrypt_delayed_requests_total"), 5.0);
     assert!((value("vrypt_delay_seconds_total") - 1.0).abs() < 1e-6);
     assert_eq!(value("vrypt_requests_total"), 6.0);

@@ -29,13 +29,8 @@ fn healthcheck(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
     )
 }
 
-/// The value of the sample `name` (with its labels) in a Prometheus exposition.
 fn sample(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
-        .parse()
-        .unwrap()
+    common::prom_sample(text, name) as u64
 }
 
 #[test]
@@ -260,11 +255,7 @@ fn shutdown_delay_keeps_serving_while_not_ready_then_drains() {
 fn a_second_signal_during_the_delay_exits_at_once() {
     let mut server = start(&["--shutdown-delay", "30s"]);
     server.signal(libc::SIGTERM);
-    let t = Instant::now();
-    while !server.log_text().contains("event=shutdown_delay") {
-        assert!(t.elapsed() < Duration::from_secs(5));
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    server.wait_for_log("event=shutdown_delay", Duration::from_secs(5));
     server.signal(libc::SIGTERM);
     let status = server.wait_exit(Duration::from_secs(5));
     assert_eq!(status.and_then(|s| s.code()), Some(1));
@@ -337,15 +328,7 @@ fn while_draining_readiness_and_the_health_path_say_503_and_liveness_200() {
     let r = keep.response(true);
     assert_eq!((r.status, r.body.len()), (503, 0));
     assert_eq!(r.header("Connection"), Some("close"));
-    let t = Instant::now();
-    while !server.log_text().contains("event=shutdown_draining") {
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "{}",
-            server.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    server.wait_for_log("event=shutdown_draining", Duration::from_secs(5));
     assert_eq!(get(admin, "/readyz").status, 503);
     assert_eq!(get(admin, "/healthz").status, 200);
     // New connections to the serving port are refused while the drain goes on.
@@ -366,15 +349,7 @@ fn a_second_signal_during_the_drain_exits_at_once() {
     let mut upload = server.connect();
     upload.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc");
     server.signal(libc::SIGTERM);
-    let t = Instant::now();
-    while !server.log_text().contains("event=shutdown_draining") {
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "{}",
-            server.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    server.wait_for_log("event=shutdown_draining", Duration::from_secs(5));
     server.signal(libc::SIGTERM);
     let status = server.wait_exit(Duration::from_secs(5));
     assert_eq!(status.and_then(|s| s.code()), Some(1));

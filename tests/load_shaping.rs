@@ -26,11 +26,7 @@ fn statuses(server: &Server, n: usize) -> Vec<u16> {
 }
 
 fn sample(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
-        .parse()
-        .unwrap()
+    common::prom_sample(text, name) as u64
 }
 
 #[test]

@@ -92,6 +92,20 @@ impl Server {
         self.addr.port()
     }
 
+    /// Waits up to `limit` for a log line containing `needle`; panics with the log
+    /// if none appears.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.log_text().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no '{needle}' in the log within {limit:?}:\n{}",
+                self.log_text()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// The admin listener's address, from its `event=admin_listening` line (logged
     /// before `event=listening`).
     pub fn admin_addr(&self) -> SocketAddr {
@@ -270,6 +284,16 @@ pub fn request(addr: SocketAddr, method: &str, path: &str) -> Response {
 /// [`request`] with `GET`.
 pub fn get(addr: SocketAddr, path: &str) -> Response {
     request(addr, "GET", path)
+}
+
+/// The value of the sample `name` (with its labels, as written) in a Prometheus
+/// text exposition; panics when it is missing.
+pub fn prom_sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
+        .parse()
+        .unwrap_or_else(|_| panic!("sample {name} is not a number in:\n{text}"))
 }
 
 /// One parsed response.
