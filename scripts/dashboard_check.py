@@ -42,6 +42,8 @@ FIXTURE = {
     "responses.5xx": 5, "bytes_sent": 12345, "connections.accepted": 4,
     "connections.closed": 3, "timeouts": 1, "parse_errors": 2, "accept_errors": 0,
     "rps": 999, "connections.open": 6,
+    # Lines sent only with --fault or --delay (the dashboard does not plot them).
+    "faults.reset": 0, "delayed": 0, "delay_us": 0,
 }
 # Panel title -> {series name: value}: what the dashboard is meant to show for FIXTURE.
 EXPECTED = {
