@@ -111,17 +111,22 @@ pub(crate) enum Outcome {
 /// `read_closed` says the client's FIN has arrived (epoll's `EPOLLRDHUP`): a read
 /// shorter than the buffer then does not mean the socket is drained, since the EOF
 /// behind it would not be reported again.
+///
+/// `drained` says the socket is known to hold no input: a read found it empty and
+/// no readiness event has been handled since. The caller clears it for every event
+/// and keeps it between calls; a connection woken by its own timer or delay then
+/// writes without a read that would only return `EAGAIN`.
 pub(crate) fn drive<S: Socket>(
     sock: &mut S,
     conn: &mut Conn,
     res: &mut Resources,
     read_closed: bool,
+    drained: &mut bool,
 ) -> Outcome {
     let mut progress = Progress::default();
-    let mut drained = false;
     let mut reads = 0;
     loop {
-        let (mut ctx, scratch) = res.ctx(drained);
+        let (mut ctx, scratch) = res.ctx(*drained);
         if let Some(q) = conn.output_mut() {
             match q.write_ready(sock, ctx.templates, scratch, ctx.now_us) {
                 Ok(n) => {
@@ -139,7 +144,7 @@ pub(crate) fn drive<S: Socket>(
             continue;
         }
         match conn.next_step() {
-            Step::Read if !drained => {}
+            Step::Read if !*drained => {}
             Step::Read | Step::WaitWritable => return Outcome::Waiting(progress),
             Step::Close => return Outcome::Close,
             Step::Reset => return Outcome::Reset,
@@ -164,18 +169,18 @@ pub(crate) fn drive<S: Socket>(
         let requested = buf.len();
         match sock.read(buf) {
             Ok(0) => {
-                drained = true;
+                *drained = true;
                 progress.read = true;
                 conn.on_eof(&mut ctx);
             }
             Ok(n) => {
-                drained = n < requested && !read_closed;
-                ctx.drained = drained;
+                *drained = n < requested && !read_closed;
+                ctx.drained = *drained;
                 progress.read = true;
                 conn.on_read(n, scratch, &mut ctx);
                 progress.boundaries += ctx.boundaries;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => drained = true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *drained = true,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return Outcome::Close,
         }

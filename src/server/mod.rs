@@ -5,6 +5,7 @@ mod chaos;
 pub(crate) mod conn;
 mod deadline;
 pub(crate) mod delay;
+mod delay_queue;
 mod drive;
 pub(crate) mod listener;
 pub(crate) mod model;

@@ -742,6 +742,8 @@ struct Model<'a> {
     res: Resources,
     /// The timer the worker would run for the connection.
     timer: Option<TimerKind>,
+    /// `Slot::drained`: no input since a read found the socket empty.
+    drained: bool,
     secs: i64,
     /// The responses `replay` gives for the whole stream.
     expected: Vec<RespId>,
@@ -967,6 +969,7 @@ impl<'a> Model<'a> {
                 violation: None,
             },
             conn: Some(Conn::new()),
+            drained: false,
             res: Resources {
                 scratch: vec![0; READ_SIZE].into_boxed_slice(),
                 pools: Pools::new(max_head, READ_SIZE),
@@ -1059,6 +1062,14 @@ impl<'a> Model<'a> {
 
     fn step(&mut self, ev: Event) {
         self.events.push(ev);
+        // Every socket event (and input that will be reported) makes the worker
+        // read again; timers and the shutdown keep what the last read found.
+        if !matches!(
+            ev,
+            Event::Timer | Event::Tick | Event::Interrupt | Event::Shutdown | Event::Final
+        ) {
+            self.drained = false;
+        }
         match ev {
             Event::Arrive(n, ready) => {
                 self.sock.arrived = self.sock.arrived.saturating_add(n).min(self.sock.end);
@@ -1108,7 +1119,13 @@ impl<'a> Model<'a> {
         };
         // What epoll reports with the event: EPOLLRDHUP once the client's FIN arrived.
         let read_closed = self.sock.eof;
-        let mut outcome = drive(&mut self.sock, conn, &mut self.res, read_closed);
+        let mut outcome = drive(
+            &mut self.sock,
+            conn,
+            &mut self.res,
+            read_closed,
+            &mut self.drained,
+        );
         // `Worker::drive_busy`: a connection that used its turn is driven again.
         let mut turns = 0;
         loop {
@@ -1132,7 +1149,13 @@ impl<'a> Model<'a> {
                 break;
             }
             turns += 1;
-            outcome = match drive(&mut self.sock, conn, &mut self.res, read_closed) {
+            outcome = match drive(
+                &mut self.sock,
+                conn,
+                &mut self.res,
+                read_closed,
+                &mut self.drained,
+            ) {
                 Outcome::StartedLinger { busy }
                     if conn.state() == super::conn::State::Lingering =>
                 {

@@ -12,6 +12,7 @@
 use super::admin::{self, Admin};
 use super::conn::{Conn, Pools};
 use super::deadline::{next_timer, Progress, TimerChange};
+use super::delay_queue::DelayQueue;
 use super::drive::{drive, Outcome, Resources};
 use super::timer::{TimerKind, Timers, KINDS};
 use crate::http::date::unix_now_coarse;
@@ -30,7 +31,8 @@ const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const SIGNAL: Token = Token(2);
 const ADMIN_LISTENER: Token = Token(3);
-const FIRST_CONN: usize = 4;
+const DELAY_TIMER: Token = Token(4);
+const FIRST_CONN: usize = 5;
 /// Tokens of admin connections start here, far above any connection slot (slots are
 /// bounded by file descriptors), so one comparison tells the two apart.
 const ADMIN_FIRST: usize = 1 << 30;
@@ -94,6 +96,11 @@ struct Slot {
     /// The time (µs) this connection is in the delay heap for; 0 for none (a
     /// delay always ends after the clock's start).
     woken_at: u64,
+    /// An event reported the client's FIN (`EPOLLRDHUP`); it is reported once, and
+    /// stays true.
+    read_closed: bool,
+    /// The socket is known to hold no input (see [`drive`]): cleared by every event.
+    drained: bool,
 }
 
 /// A worker thread's whole state.
@@ -112,12 +119,11 @@ pub(crate) struct Worker {
     settings: Settings,
     start: Instant,
     now: u64,
-    /// Connections to drive again this loop (see [`Outcome::Busy`]), with their
-    /// event's `read_closed`.
-    busy: Vec<(usize, bool)>,
-    /// Connections waiting for a delayed response (`--delay`): `(when in µs, slot)`,
-    /// earliest first. One entry per connection and delay; stale entries are skipped.
-    delays: std::collections::BinaryHeap<std::cmp::Reverse<(u64, usize)>>,
+    /// Connections to drive again this loop (see [`Outcome::Busy`]).
+    busy: Vec<usize>,
+    /// Connections waiting for a delayed response (`--delay`), earliest first. One
+    /// entry per connection and delay; stale entries are skipped.
+    delays: DelayQueue,
     accept_retry_at: Option<u64>,
     drain_deadline: Option<u64>,
     last_accept_warning: Option<u64>,
@@ -204,6 +210,8 @@ impl Worker {
             None => None,
         };
         let faults_configured = chaos.as_ref().is_some_and(super::chaos::Chaos::has_faults);
+        let start = Instant::now();
+        let delays = DelayQueue::new(delay.is_some(), start, poll.registry(), DELAY_TIMER);
         let worker = Worker {
             id,
             poll,
@@ -232,10 +240,10 @@ impl Worker {
             },
             shared,
             settings,
-            start: Instant::now(),
+            start,
             now: 0,
             busy: Vec::new(),
-            delays: std::collections::BinaryHeap::new(),
+            delays,
             accept_retry_at: None,
             drain_deadline: None,
             last_accept_warning: None,
@@ -255,6 +263,7 @@ impl Worker {
     pub(crate) fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
+            self.delays.arm(self.res.now_us);
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -276,10 +285,10 @@ impl Worker {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
-                    WAKER | SIGNAL => {}
+                    WAKER | SIGNAL | DELAY_TIMER => {}
                     ADMIN_LISTENER => self.admin_accept(),
                     Token(t) if t >= ADMIN_FIRST => self.admin_drive(t),
-                    Token(t) => self.drive(t - FIRST_CONN, event.is_read_closed()),
+                    Token(t) => self.on_event(t - FIRST_CONN, event.is_read_closed()),
                 }
             }
             self.drive_busy();
@@ -347,12 +356,9 @@ impl Worker {
         .min()
         // Whole milliseconds, rounded up: wake at or after the deadline, never before.
         .map(|next| Duration::from_millis(next.saturating_sub(ms(elapsed)) + 1));
-        // A delay ends at a microsecond; the poll rounds the wait up to the next
-        // millisecond, so answers leave at most that much late.
-        let delay = self.delays.peek().map(|d| {
-            let now_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-            Duration::from_micros(d.0 .0.saturating_sub(now_us))
-        });
+        let delay = self
+            .delays
+            .poll_timeout(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
         match (timers, delay) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -444,6 +450,8 @@ impl Worker {
             stream,
             conn: Conn::new(),
             woken_at: 0,
+            read_closed: false,
+            drained: false,
         });
         self.live += 1;
         self.timers.arm(idx, TimerKind::Header, self.now);
@@ -456,7 +464,7 @@ impl Worker {
         // Clients usually send their request right after connecting: read it now. A
         // request that closes the connection is then answered and closed without the
         // connection ever being added to epoll.
-        self.drive(idx, false);
+        self.drive(idx);
         let Some(slot) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
@@ -503,27 +511,44 @@ impl Worker {
 
     // ----- serving -----
 
+    /// An epoll event for connection `idx`: input may have arrived (and with
+    /// `read_closed`, the client's FIN).
+    fn on_event(&mut self, idx: usize, read_closed: bool) {
+        if let Some(slot) = self.slots.get_mut(idx).and_then(Option::as_mut) {
+            slot.read_closed |= read_closed;
+            slot.drained = false;
+            self.drive(idx);
+        }
+    }
+
     /// Moves connection `idx` forward as far as its socket allows, then sets its
-    /// timer or closes it. `read_closed`: the event said the client's FIN arrived.
-    fn drive(&mut self, idx: usize, read_closed: bool) {
+    /// timer or closes it.
+    fn drive(&mut self, idx: usize) {
         let Some(slot) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
-        match drive(&mut slot.stream, &mut slot.conn, &mut self.res, read_closed) {
+        let outcome = drive(
+            &mut slot.stream,
+            &mut slot.conn,
+            &mut self.res,
+            slot.read_closed,
+            &mut slot.drained,
+        );
+        match outcome {
             Outcome::Waiting(progress) => self.update_timer(idx, progress),
             Outcome::Busy(progress) => {
                 self.update_timer(idx, progress);
-                self.mark_busy(idx, read_closed);
+                self.mark_busy(idx);
             }
             Outcome::StartedLinger { busy } => {
                 self.timers.arm(idx, TimerKind::Linger, self.now);
                 if busy {
-                    self.mark_busy(idx, read_closed);
+                    self.mark_busy(idx);
                 }
             }
             Outcome::Lingering { busy } => {
                 if busy {
-                    self.mark_busy(idx, read_closed);
+                    self.mark_busy(idx);
                 }
             }
             Outcome::Close => self.release(idx),
@@ -536,17 +561,17 @@ impl Worker {
     }
 
     /// Queues `idx` for another turn this loop, once.
-    fn mark_busy(&mut self, idx: usize, read_closed: bool) {
-        if !self.busy.iter().any(|&(i, _)| i == idx) {
-            self.busy.push((idx, read_closed));
+    fn mark_busy(&mut self, idx: usize) {
+        if !self.busy.contains(&idx) {
+            self.busy.push(idx);
         }
     }
 
     /// Connections that used their turn with input left get another, once per loop.
     fn drive_busy(&mut self) {
         let mut turn = std::mem::take(&mut self.busy);
-        for &(idx, read_closed) in &turn {
-            self.drive(idx, read_closed);
+        for &idx in &turn {
+            self.drive(idx);
         }
         turn.clear();
         if self.busy.is_empty() {
@@ -562,7 +587,7 @@ impl Worker {
         if let Some(t) = slot.conn.delayed_until(now_us) {
             if slot.woken_at != t {
                 slot.woken_at = t;
-                self.delays.push(std::cmp::Reverse((t, idx)));
+                self.delays.push(t, idx);
             }
         }
         match next_timer(self.timers.kind(idx), slot.conn.waiting(now_us), progress) {
@@ -574,17 +599,13 @@ impl Worker {
 
     /// Drives the connections whose delayed response may now be written.
     fn expire_delays(&mut self) {
-        while let Some(&std::cmp::Reverse((t, idx))) = self.delays.peek() {
-            if t > self.res.now_us {
-                return;
-            }
-            self.delays.pop();
+        while let Some((t, idx)) = self.delays.pop_due(self.res.now_us) {
             let Some(slot) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
                 continue;
             };
             if slot.woken_at == t {
                 slot.woken_at = 0;
-                self.drive(idx, false);
+                self.drive(idx);
             }
         }
     }
@@ -601,7 +622,7 @@ impl Worker {
             if slot.conn.on_timeout(waited, &mut ctx) {
                 self.release(idx);
             } else {
-                self.drive(idx, false);
+                self.drive(idx);
             }
         }
     }
@@ -630,7 +651,7 @@ impl Worker {
         self.accept_retry_at = None;
         for idx in 0..self.slots.len() {
             if self.slots[idx].is_some() && !self.drain_one(idx) {
-                self.drive(idx, false);
+                self.drive(idx);
             }
         }
         crate::log!(
