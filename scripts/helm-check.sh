@@ -7,17 +7,22 @@
 # the rendered sysctl init container (`vrypt-server sysctl ...`) from a
 # FROM scratch image under Podman in a private network namespace, and run
 # the real server there with the rendered args and env, probing every probe
-# path (details: scripts/helm_check.py).
+# path (details: scripts/helm_check.py). The chart's HTTPRoute is validated
+# against the Gateway API v1 schema of a pinned npm package, the chart
+# README must equal what scripts/chart_readme.py generates, and the icon
+# must be an SVG document.
 #
 # Usage: scripts/helm-check.sh            (from anywhere; root, Debian 12)
 # Env:   VRYPT_BIN=path      static server binary for the image and the pod
 #                            namespace (default: scripts/build-target.sh
 #                            <arch>-unknown-linux-musl)
 #        HELM_CHECK_VENV=dir Python venv for the pinned tools
+#        HELM_CHECK_NODE=dir npm packages of scripts/helm-check-node (pinned
+#                            by its package-lock.json)
 #        HELM_CHECK_OUT=dir  keep the renders and the packaged chart there
-# Runtime: about 45 s with the tools cached and the binary built (the
+# Runtime: about 60 s with the tools cached and the binary built (the
 # shutdown-delay checks wait for the configured delays, 17 s of it); the
-# first run adds ~25 s of pip installs and ~60 s for the musl build.
+# first run adds ~25 s of pip and npm installs and ~60 s for the musl build.
 set -euo pipefail
 
 HELM_PYTHON_SDK_VERSION=0.2.2
@@ -33,9 +38,11 @@ source scripts/lib/check.sh
 # shellcheck source=scripts/lib/install.sh
 source scripts/lib/install.sh
 
-# --- system tools: ip/ss (netns), nsenter/setpriv, file ----------------------
+# --- system tools: ip/ss (netns), nsenter/setpriv, file, node/npm -----------
 need=()
 command -v file >/dev/null 2>&1 || need+=(file)
+# A node/npm installed some other way (nodesource, nvm) is fine.
+{ command -v node && command -v npm; } >/dev/null 2>&1 || need+=(nodejs npm)
 { command -v ip && command -v ss; } >/dev/null 2>&1 || need+=(iproute2)
 { command -v nsenter && command -v setpriv; } >/dev/null 2>&1 || need+=(util-linux)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
@@ -61,12 +68,29 @@ if ((${#missing[@]})); then
   "$venv/bin/python" -m pip install -q --disable-pip-version-check --only-binary=:all: "${missing[@]}"
 fi
 export PATH="$venv/bin:$PATH"
+
+# --- pinned npm packages (the Gateway API schema), skipped when unchanged ---
+# npm ci installs exactly scripts/helm-check-node/package-lock.json (with
+# its integrity hashes); a copy of that lock file marks a finished install.
+node_dir=${HELM_CHECK_NODE:-${XDG_CACHE_HOME:-$HOME/.cache}/vrypt/helm-check-node}
+mkdir -p "$node_dir"
+if ! cmp -s scripts/helm-check-node/package-lock.json "$node_dir/.installed-lock.json"; then
+  echo "helm-check: npm ci (scripts/helm-check-node) into $node_dir" >&2
+  cp scripts/helm-check-node/package.json scripts/helm-check-node/package-lock.json "$node_dir/"
+  rm -f "$node_dir/.installed-lock.json"
+  npm ci --prefix "$node_dir" --no-audit --no-fund --loglevel=error >&2
+  cp scripts/helm-check-node/package-lock.json "$node_dir/.installed-lock.json"
+fi
+cp scripts/helm-check-node/validate-httproute.mjs "$node_dir/"
+export HELM_CHECK_NODE="$node_dir"
+gateway_api=$(node -p "require('$node_dir/node_modules/@kubernetes-models/gateway-api/package.json').version")
 pass "tools: helm-python-sdk $HELM_PYTHON_SDK_VERSION, kubernetes-validate $KUBERNETES_VALIDATE_VERSION," \
-  "yamllint $YAMLLINT_VERSION, actionlint $(actionlint -version | head -n 1 | awk '{print $NF}')"
+  "yamllint $YAMLLINT_VERSION, actionlint $(actionlint -version | head -n 1 | awk '{print $NF}')," \
+  "node $(node --version), @kubernetes-models/gateway-api $gateway_api"
 
 # --- plain YAML and the workflow --------------------------------------------
 yaml_files=(helm/ct.yaml helm/lintconf.yaml helm/vrypt-server/Chart.yaml helm/vrypt-server/values.yaml
-  helm/vrypt-server/ci/*.yaml .github/workflows/helm.yml)
+  helm/vrypt-server/ci/*.yaml helm/vrypt-server/ci/render-only/*.yaml .github/workflows/helm.yml)
 if yamllint --strict --config-file helm/lintconf.yaml "${yaml_files[@]}"; then
   pass "yamllint ${#yaml_files[@]} files"
 else
@@ -77,6 +101,20 @@ if actionlint .github/workflows/helm.yml; then
 else
   fail "actionlint .github/workflows/helm.yml"
 fi
+
+# --- the chart README: generated from values.yaml, never stale ---------------
+readme_tmp=$(mktemp)
+if python scripts/chart_readme.py --output "$readme_tmp"; then
+  if diff -u helm/vrypt-server/README.md "$readme_tmp" >"$readme_tmp.diff"; then
+    pass "helm/vrypt-server/README.md is what scripts/chart_readme.py generates from values.yaml"
+  else
+    head -n 40 "$readme_tmp.diff"
+    fail "helm/vrypt-server/README.md is stale: run python3 scripts/chart_readme.py and commit it"
+  fi
+else
+  fail "scripts/chart_readme.py (values.yaml comments)"
+fi
+rm -f "$readme_tmp" "$readme_tmp.diff"
 
 # --- Podman (rootful, runc) and the static server binary ---------------------
 # The binary goes into a FROM scratch image (the init container) and runs in

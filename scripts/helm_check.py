@@ -22,7 +22,9 @@ cluster here; instead:
 6. The Pod Security lookup for real: Helm's `lookup` against a stub
    Kubernetes API server on 127.0.0.1 that serves the release namespace
    with or without a `pod-security.kubernetes.io/enforce` label.
-7. Package the chart and render the package.
+7. Package the chart and render the package; `helm show readme` of the
+   package prints the chart README; Chart.yaml's icon is the repository's
+   helm/vrypt-server/icon.svg, an SVG document.
 8. Under Podman: a FROM scratch image holding the static server binary;
    the rendered init container (`vrypt-server sysctl ...`) runs in it,
    `--privileged`, in a private network namespace shaped like a pod; the
@@ -32,6 +34,15 @@ cluster here; instead:
    answers 2xx, the serving port answers the configured status, the listen
    backlog equals the pod's somaxconn, the helm test commands pass, and
    SIGTERM shows the shutdown delay (/readyz 503 while still serving).
+
+Scenarios: every ci/*-values.yaml (chart-testing also installs these on
+kind in GitHub Actions) and every ci/render-only/*-values.yaml (rendered and
+validated here only: an image digest kind could not pull, a LoadBalancer
+kind cannot provide). Core kinds are validated by kubernetes-validate; the
+HTTPRoute against the Gateway API v1 schema compiled in the pinned npm
+package @kubernetes-models/gateway-api (run with node), plus a check that
+every field it sets is a field of the API (that package's type
+declarations), since the compiled schema, like a CRD, ignores unknown ones.
 
 Prints one PASS/FAIL/SKIP/INFO line per check; exits 1 when any check failed.
 """
@@ -53,6 +64,7 @@ import tempfile
 import threading
 import time
 import tomllib
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -77,10 +89,25 @@ NAMESPACE = "vrypt"
 # newer ones. All are bundled by kubernetes-validate 1.37.0 (1.25 ... 1.37).
 KUBE_VERSIONS = ("1.25", "1.29", "1.31", "1.35")
 MONITORING_API = "monitoring.coreos.com/v1"
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+# Kinds without a schema in kubernetes-validate (CRDs), checked otherwise.
+CRD_KINDS = ("ServiceMonitor", "HTTPRoute")
+RENDER_ONLY_DIR = CHART_DIR / "ci" / "render-only"
+ICON_FILE = CHART_DIR / "icon.svg"
+ICON_URL = "https://raw.githubusercontent.com/vrypt/vrypt-server/main/helm/vrypt-server/icon.svg"
+# npm packages of scripts/helm-check-node, installed by scripts/helm-check.sh.
+NODE_DIR = Path(os.environ.get("HELM_CHECK_NODE", ""))
+GATEWAY_TYPES_DIR = NODE_DIR / "node_modules" / "@kubernetes-models" / "gateway-api" / "gateway.networking.k8s.io" / "v1"
+# Labels of every object, and the chart's own ones commonLabels cannot replace.
+CHART_LABELS = ("helm.sh/chart", "app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
+                "app.kubernetes.io/managed-by")
 CRATE_VERSION = tomllib.loads((ROOT / "Cargo.toml").read_text())["package"]["version"]
 CHART_META = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
 SERVER_IMAGE = f"ghcr.io/vrypt/vrypt-server:{CRATE_VERSION}"
 SERVER_UID = 65532
+# The release image's ENV (Dockerfile), which every container of the image
+# starts with unless its env replaces it.
+IMAGE_ENV = {"VRYPT_ADMIN_LISTEN": "[::]:9901"}
 GRACE_MARGIN_SECONDS = 5
 PSA_LABEL = "pod-security.kubernetes.io/enforce"
 # Headers the server manages (spec: refused by --header, case-insensitive).
@@ -445,6 +472,38 @@ def expected_test_urls(values: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def expected_image(image: dict[str, Any], default_tag: str) -> str:
+    """The chart's image rule: a digest wins over the tag."""
+    if image.get("digest"):
+        return f"{image['repository']}@{image['digest']}"
+    return f"{image['repository']}:{image.get('tag') or default_tag}"
+
+
+def pod_containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return (spec.get("initContainers") or []) + spec["containers"]
+
+
+def named_port(spec: dict[str, Any], name: Any) -> int | None:
+    """A NetworkPolicy's port (a number or a container port name of any
+    container in the pod)."""
+    if isinstance(name, int):
+        return name
+    for c in pod_containers(spec):
+        for port in c.get("ports") or []:
+            if port.get("name") == name:
+                return int(port["containerPort"])
+    return None
+
+
+def test_pod_peer() -> dict[str, Any]:
+    return {"podSelector": {"matchLabels": {"app.kubernetes.io/instance": RELEASE,
+                                            "app.kubernetes.io/name": "vrypt-server-test"}}}
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
+
+
 def image_pinned(ref: str) -> bool:
     if "@sha256:" in ref:
         return True
@@ -454,14 +513,17 @@ def image_pinned(ref: str) -> bool:
 
 # --- per-render assertions ----------------------------------------------------
 
-def check_render(ok: Callable[..., None], values: dict[str, Any], render: Render) -> None:
+def check_render(ok: Callable[..., None], values: dict[str, Any], render: Render,
+                 apis: tuple[str, ...] = ()) -> None:
     """Assertions that hold for every scenario."""
     workload = render.workload()
     spec = pod_spec(render)
     srv = values["server"]
     ok(f"workload kind is {values['kind']}", workload["kind"] == values["kind"])
     server = container(spec, "server")
-    ok("server image defaults to the appVersion tag", server["image"] == SERVER_IMAGE, server["image"])
+    image = expected_image(values["image"], CRATE_VERSION)
+    ok(f"server image {image} (the appVersion tag unless a tag or digest is set)", server["image"] == image,
+       server["image"])
 
     # Security: privileged only in the sysctl init container; the rest is
     # restricted-compliant, and the server container is locked down fully.
@@ -470,7 +532,7 @@ def check_render(ok: Callable[..., None], values: dict[str, Any], render: Render
     expected = {"sysctl"} if expected_init_sysctls(values) else set()
     ok("only the sysctl init container breaks Pod Security 'restricted'", offenders == expected,
        "; ".join(violations))
-    privileged = [c["name"] for c in (spec.get("initContainers") or []) + spec["containers"]
+    privileged = [c["name"] for c in pod_containers(spec)
                   if (c.get("securityContext") or {}).get("privileged")]
     ok("privileged only in the init container", privileged == (["sysctl"] if expected else []), str(privileged))
     sc = server["securityContext"]
@@ -529,8 +591,10 @@ def check_render(ok: Callable[..., None], values: dict[str, Any], render: Render
            json.dumps(isc))
         req = init["resources"]["requests"]
         ok("init container tiny requests", req == {"cpu": "10m", "memory": "8Mi"}, json.dumps(req))
-    else:
-        ok("no init container", not spec.get("initContainers"))
+    extra_inits = [c["name"] for c in values.get("extraInitContainers") or []]
+    ok(f"init containers: {'sysctl, ' if want_init else ''}then extraInitContainers {extra_inits}",
+       [c["name"] for c in spec.get("initContainers") or []] == (["sysctl"] if want_init else []) + extra_inits,
+       json.dumps([c["name"] for c in spec.get("initContainers") or []]))
     want_pod_sysctls = values.get("podSysctls") or []
     ok("pod securityContext.sysctls as configured", (psc.get("sysctls") or []) == want_pod_sysctls)
     ok(f"VRYPT_BACKLOG follows somaxconn ({expected_backlog(values)})",
@@ -542,7 +606,21 @@ def check_render(ok: Callable[..., None], values: dict[str, Any], render: Render
     statsd = values["statsd"]["target"] or (sidecar if exporter else "off")
     ok(f"VRYPT_STATSD {statsd}", env.get("VRYPT_STATSD") == statsd)
     names = [c["name"] for c in spec["containers"]]
-    ok("containers", names == (["server", "statsd-exporter"] if exporter else ["server"]), str(names))
+    want_names = ["server"] + (["statsd-exporter"] if exporter else []) + [c["name"] for c in
+                                                                           values.get("extraContainers") or []]
+    ok(f"containers {want_names}", names == want_names, str(names))
+    if exporter:
+        want = expected_image(values["statsdExporter"]["image"], "")
+        ok(f"exporter image {want}", container(spec, "statsd-exporter")["image"] == want)
+    volumes = [v["name"] for v in spec.get("volumes") or []]
+    ok("extraVolumes in the pod, extraVolumeMounts in the server container",
+       all(v["name"] in volumes for v in values.get("extraVolumes") or [])
+       and all(m in (server.get("volumeMounts") or []) for m in values.get("extraVolumeMounts") or []),
+       f"volumes {volumes}, mounts {server.get('volumeMounts')}")
+    for field in ("revisionHistoryLimit", "minReadySeconds"):
+        want = values.get(field)
+        ok(f"{field} {want if want is not None else 'not set (Kubernetes default)'}",
+           workload["spec"].get(field) == want, str(workload["spec"].get(field)))
 
     # Services: the main one has the serving port only, whatever its type;
     # the metrics Service (ClusterIP) has the admin port (and the exporter).
@@ -571,6 +649,12 @@ def check_render(ok: Callable[..., None], values: dict[str, Any], render: Render
         ok("no metrics Service", msvc is None)
     ok("no Service other than main and metrics", len(render.kinds("Service")) == 1 + (msvc is not None))
 
+    check_metadata(ok, values, render)
+    check_network_policy(ok, values, render)
+    check_ingress(ok, values, render)
+    check_http_route(ok, values, render, GATEWAY_API in apis)
+    check_notes_access(ok, values, render)
+
     # The helm test pod: the healthcheck subcommand, per URL that must be 2xx.
     test = render.test_pod()
     want_urls = expected_test_urls(values)
@@ -584,12 +668,177 @@ def check_render(ok: Callable[..., None], values: dict[str, Any], render: Render
         labels = test["metadata"]["labels"]
         ok("helm test pod does not carry the workload's selector labels",
            not all(labels.get(k) == v for k, v in selector.items()), json.dumps(labels))
+        ok(f"helm test pod runs {image}", all(c["image"] == image for c in test["spec"]["containers"]))
     else:
         ok("no helm test pod (nothing must answer 2xx)", test is None)
     images = [c["image"] for c in (spec.get("initContainers") or []) + spec["containers"]]
     ok("every image pinned", all(image_pinned(i) for i in images), str(images))
     ok("NOTES.txt rendered", f"vrypt-server {CRATE_VERSION} is installed" in render.notes
        and "/healthz" in render.notes and "/readyz" in render.notes)
+
+
+def check_metadata(ok: Callable[..., None], values: dict[str, Any], render: Render) -> None:
+    """commonLabels on every object and pod, next to the chart's labels;
+    commonAnnotations on every object (an object's own win); selectors
+    untouched."""
+    common_labels = values.get("commonLabels") or {}
+    common_annotations = values.get("commonAnnotations") or {}
+    pods = [("pod template", render.workload()["spec"]["template"]["metadata"])]
+    bad = []
+    for obj in render.objects:
+        meta = obj["metadata"]
+        what = f"{obj['kind']} {meta['name']}"
+        labels = meta.get("labels") or {}
+        missing = [k for k in CHART_LABELS if k not in labels]
+        if missing:
+            bad.append(f"{what}: no {missing}")
+        if obj["kind"] == "Pod":
+            want_name = "vrypt-server-test"
+        else:
+            want_name = "vrypt-server"
+        if labels.get("app.kubernetes.io/name") != want_name or labels.get("app.kubernetes.io/instance") != RELEASE:
+            bad.append(f"{what}: name/instance labels {labels}")
+        if any(labels.get(k) != v for k, v in common_labels.items()):
+            bad.append(f"{what}: commonLabels missing in {labels}")
+        annotations = meta.get("annotations") or {}
+        for key, value in common_annotations.items():
+            if key not in annotations:
+                bad.append(f"{what}: commonAnnotation {key} missing")
+            elif annotations[key] != value and not key.startswith("helm.sh/hook"):
+                own = object_own_annotations(values, obj)
+                if own.get(key) != annotations[key]:
+                    bad.append(f"{what}: annotation {key}={annotations[key]!r}")
+    for what, meta in pods:
+        labels = meta.get("labels") or {}
+        if any(labels.get(k) != v for k, v in common_labels.items()):
+            bad.append(f"{what}: commonLabels missing in {labels}")
+    selector = render.workload()["spec"]["selector"]["matchLabels"]
+    if set(selector) != {"app.kubernetes.io/name", "app.kubernetes.io/instance"}:
+        bad.append(f"workload selector {selector}")
+    ok(f"every object carries the chart's labels{', commonLabels' if common_labels else ''}"
+       f"{', commonAnnotations' if common_annotations else ''}; selectors unchanged", not bad, "; ".join(bad))
+
+
+def object_own_annotations(values: dict[str, Any], obj: dict[str, Any]) -> dict[str, str]:
+    """The annotations an object takes from its own value (they win over
+    commonAnnotations)."""
+    kind, name = obj["kind"], obj["metadata"]["name"]
+    if kind == "Service":
+        section = "metricsService" if name.endswith("-metrics") else "service"
+        return values[section].get("annotations") or {}
+    own = {"ServiceAccount": "serviceAccount", "Ingress": "ingress", "HTTPRoute": "httpRoute"}.get(kind)
+    return (values[own].get("annotations") or {}) if own else {}
+
+
+def check_network_policy(ok: Callable[..., None], values: dict[str, Any], render: Render) -> None:
+    """Every port the NetworkPolicy names is a container port of the pod (a
+    wrong name would silently allow nothing), with the configured peers."""
+    policies = render.kinds("NetworkPolicy")
+    npv = values["networkPolicy"]
+    if not npv["enabled"]:
+        ok("no NetworkPolicy", not policies)
+        return
+    if len(policies) != 1:
+        ok("one NetworkPolicy", False, str(len(policies)))
+        return
+    spec = pod_spec(render)
+    np_spec = policies[0]["spec"]
+    workload_selector = render.workload()["spec"]["selector"]["matchLabels"]
+    ok("NetworkPolicy selects the workload's pods (Ingress only)",
+       np_spec["podSelector"] == {"matchLabels": workload_selector} and np_spec["policyTypes"] == ["Ingress"],
+       json.dumps(np_spec["podSelector"]))
+    rules = np_spec.get("ingress") or []
+    resolved = [[(p.get("port"), named_port(spec, p.get("port")), p.get("protocol")) for p in r.get("ports") or []]
+                for r in rules]
+    unresolved = [name for rule in resolved for name, number, _ in rule if number is None]
+    ok("every NetworkPolicy port names a container port of the pod", not unresolved and rules,
+       f"no container port named {unresolved}")
+    want_admin = [srv_port for srv_port in [values["server"]["adminPort"]]]
+    if values["statsdExporter"]["enabled"]:
+        want_admin.append(values["statsdExporter"]["metricsPort"])
+    ports = [[number for _, number, _ in rule] for rule in resolved]
+    ok(f"NetworkPolicy rules: serving port {values['server']['port']}, admin port(s) {want_admin}, TCP",
+       ports == [[values["server"]["port"]], want_admin]
+       and all(proto == "TCP" for rule in resolved for _, _, proto in rule), str(resolved))
+    test = render.test_pod()
+    for rule, key in zip(rules, ("http", "admin"), strict=False):
+        peers = npv[key]["from"] or []
+        if peers:
+            want = [*peers, test_pod_peer()]
+            ok(f"NetworkPolicy {key} peers: networkPolicy.{key}.from and the helm test pod",
+               rule.get("from") == want and (test is None or selects(test_pod_peer()["podSelector"],
+                                                                       test["metadata"]["labels"])),
+               json.dumps(rule.get("from")))
+        else:
+            ok(f"NetworkPolicy {key} port open to every source (networkPolicy.{key}.from empty)", "from" not in rule)
+    pod_labels = render.workload()["spec"]["template"]["metadata"]["labels"]
+    ok("NetworkPolicy selects the pods, not the helm test pod",
+       selects(np_spec["podSelector"], pod_labels) and (test is None or not selects(np_spec["podSelector"],
+                                                                                  test["metadata"]["labels"])))
+
+
+def check_ingress(ok: Callable[..., None], values: dict[str, Any], render: Render) -> None:
+    ingresses = render.kinds("Ingress")
+    iv = values["ingress"]
+    if not iv["enabled"]:
+        ok("no Ingress", not ingresses)
+        return
+    if len(ingresses) != 1:
+        ok("one Ingress", False, str(len(ingresses)))
+        return
+    spec = ingresses[0]["spec"]
+    svc = render.main_service()
+    svc_ports = {p["name"] for p in svc["spec"]["ports"]}
+    backends = [path["backend"]["service"] for rule in spec["rules"] for path in rule["http"]["paths"]]
+    ok("Ingress backends: the main Service, by a port name it has",
+       backends and all(b["name"] == svc["metadata"]["name"] and b["port"].get("name") in svc_ports
+                        for b in backends), json.dumps(backends))
+    ok(f"Ingress ingressClassName {iv['className'] or '(cluster default)'}",
+       spec.get("ingressClassName") == (iv["className"] or None), str(spec.get("ingressClassName")))
+    got = [(r.get("host", ""), [(p["path"], p["pathType"]) for p in r["http"]["paths"]]) for r in spec["rules"]]
+    want = [(h.get("host", ""), [(p["path"], p.get("pathType", "Prefix")) for p in h["paths"]]) for h in iv["hosts"]]
+    ok("Ingress hosts and paths as configured", got == want, str(got))
+    ok("Ingress tls as configured", spec.get("tls") == (iv["tls"] or None), json.dumps(spec.get("tls")))
+
+
+def check_http_route(ok: Callable[..., None], values: dict[str, Any], render: Render, api: bool) -> None:
+    routes = render.kinds("HTTPRoute")
+    hv = values["httpRoute"]
+    if not (hv["enabled"] and api):
+        ok("no HTTPRoute" + (" without gateway.networking.k8s.io/v1, NOTES warn" if hv["enabled"] else ""),
+           not routes and (not hv["enabled"] or "no HTTPRoute" in render.notes))
+        return
+    if len(routes) != 1:
+        ok("one HTTPRoute", False, str(len(routes)))
+        return
+    spec = routes[0]["spec"]
+    svc = render.main_service()
+    svc_ports = {p["port"] for p in svc["spec"]["ports"]}
+    backends = [b for rule in spec["rules"] for b in rule["backendRefs"]]
+    ok("HTTPRoute backendRefs: the main Service, by a port it has",
+       backends and all(b.get("kind", "Service") == "Service" and b["name"] == svc["metadata"]["name"]
+                        and b["port"] in svc_ports for b in backends), json.dumps(backends))
+    ok("HTTPRoute parentRefs, hostnames, matches, filters, timeouts as configured",
+       spec["parentRefs"] == hv["parentRefs"] and spec.get("hostnames", []) == hv["hostnames"]
+       and spec["rules"][0].get("matches", []) == hv["matches"]
+       and spec["rules"][0].get("filters", []) == hv["filters"]
+       and spec["rules"][0].get("timeouts", {}) == hv["timeouts"], json.dumps(spec))
+
+
+def check_notes_access(ok: Callable[..., None], values: dict[str, Any], render: Render) -> None:
+    """NOTES.txt tells how to reach the server, by Service type (and
+    through the Ingress)."""
+    kind = values["service"]["type"]
+    needle = {"ClusterIP": "port-forward service/", "NodePort": "{.spec.ports[0].nodePort}",
+              "LoadBalancer": "{.status.loadBalancer.ingress[0].ip}"}[kind]
+    others = [n for k, n in {"ClusterIP": "port-forward service/", "NodePort": "nodePort}",
+                             "LoadBalancer": "loadBalancer.ingress"}.items() if k != kind]
+    ok(f"NOTES: how to reach a {kind} Service", needle in render.notes and not any(o in render.notes for o in others))
+    if values["ingress"]["enabled"]:
+        scheme = "https" if values["ingress"]["tls"] else "http"
+        urls = [f"{scheme}://{h.get('host') or 'ADDRESS-OF-YOUR-INGRESS-CONTROLLER'}{p['path']}"
+                for h in values["ingress"]["hosts"] for p in h["paths"]]
+        ok(f"NOTES: the Ingress URLs {urls}", all(f"curl -i {u}\n" in render.notes for u in urls))
 
 
 def check_scenario(ok: Callable[..., None], label: str, values: dict[str, Any], render: Render,
@@ -685,7 +934,44 @@ def check_scenario(ok: Callable[..., None], label: str, values: dict[str, Any], 
            and env.get("VRYPT_SHUTDOWN_DELAY") == "1.5" and env.get("VRYPT_SHUTDOWN_TIMEOUT") == "500ms"
            and spec["terminationGracePeriodSeconds"] == 7)
         ok("503: the helm test checks only the admin port", list(expected_test_urls(values)) == ["admin"])
-    if label != "metrics":
+    if label == "networkpolicy":
+        ok("networkpolicy: one NetworkPolicy, three http peers, two admin peers",
+           [len(r.get("from") or []) for r in render.one("NetworkPolicy")["spec"]["ingress"]] == [3, 2])
+    if label == "ingress":
+        ok("ingress: NodePort Service, Ingress class nginx with TLS for vrypt.example.com",
+           render.main_service()["spec"]["type"] == "NodePort"
+           and render.one("Ingress")["spec"]["ingressClassName"] == "nginx"
+           and render.one("Ingress")["spec"]["tls"] == [{"secretName": "vrypt-example-tls",
+                                                         "hosts": ["vrypt.example.com"]}])
+    if label == "extras":
+        inits = [c["name"] for c in spec["initContainers"]]
+        sidecar = container(spec, "sidecar")
+        ok("extras: init containers sysctl then version; sidecar on 8081 with the server image (tpl), "
+           "both restricted; scratch volume in server and sidecar; revisionHistoryLimit 3, minReadySeconds 5",
+           inits == ["sysctl", "version"] and sidecar["image"] == server["image"] == SERVER_IMAGE
+           and spec["initContainers"][1]["image"] == SERVER_IMAGE
+           and sidecar["ports"] == [{"name": "sidecar", "containerPort": 8081, "protocol": "TCP"}]
+           and {"name": "scratch", "mountPath": "/scratch"} in sidecar["volumeMounts"]
+           and {"name": "scratch", "mountPath": "/scratch"} in server["volumeMounts"]
+           and workload["spec"]["revisionHistoryLimit"] == 3 and workload["spec"]["minReadySeconds"] == 5,
+           json.dumps(spec)[:600])
+        labelled = [o["kind"] for o in render.objects if (o["metadata"].get("labels") or {}).get("team") == "edge"]
+        ok(f"extras: commonLabels on all {len(render.objects)} objects ({', '.join(labelled)})",
+           len(labelled) == len(render.objects))
+    if label == "digest":
+        digest = values["image"]["digest"]
+        refs = [c["image"] for c in pod_containers(spec) if c["name"] != "statsd-exporter"]
+        refs += [c["image"] for c in (render.test_pod() or {"spec": {"containers": []}})["spec"]["containers"]]
+        ok(f"digest: {len(refs)} server-image references by digest, the exporter by its own",
+           refs and all(r == f"ghcr.io/vrypt/vrypt-server@{digest}" for r in refs)
+           and container(spec, "statsd-exporter")["image"]
+           == f"docker.io/prom/statsd-exporter@{values['statsdExporter']['image']['digest']}", str(refs))
+    if label == "loadbalancer":
+        svc = render.main_service()["spec"]
+        ok("loadbalancer: LoadBalancer with Local traffic policy and source ranges, http port only",
+           svc["type"] == "LoadBalancer" and svc["externalTrafficPolicy"] == "Local"
+           and svc["loadBalancerSourceRanges"] == ["203.0.113.0/24"] and [p["name"] for p in svc["ports"]] == ["http"])
+    if label not in ("metrics", "digest"):
         ok("no exporter, ConfigMap or ServiceMonitor", not render.kinds("ConfigMap") and not monitors)
 
 
@@ -699,12 +985,38 @@ def check_versions() -> None:
     app = str(CHART_META["appVersion"])
     CHECKS.ok(f"Chart.yaml appVersion {app!r} == Cargo.toml version {CRATE_VERSION!r}", app == CRATE_VERSION)
     CHECKS.ok("Chart.yaml apiVersion v2", CHART_META["apiVersion"] == "v2")
+    check_icon()
+
+
+def check_icon() -> None:
+    """Chart.yaml's icon is this repository's icon.svg as served from main,
+    and that file is an SVG document (XML, <svg> root with a viewBox)."""
+    icon = CHART_META.get("icon", "")
+    prefix = "https://raw.githubusercontent.com/vrypt/vrypt-server/main/"
+    in_repo = ROOT / icon.removeprefix(prefix) if icon.startswith(prefix) else None
+    CHECKS.ok(f"Chart.yaml icon {icon} is {ICON_FILE.relative_to(ROOT)} on main",
+              icon == ICON_URL and in_repo == ICON_FILE and ICON_FILE.is_file(), str(in_repo))
+    try:
+        root = ET.parse(ICON_FILE).getroot()
+    except (OSError, ET.ParseError) as exc:
+        CHECKS.fail("icon.svg is well-formed XML", str(exc))
+        return
+    view_box = (root.get("viewBox") or "").split()
+    shapes = [e for e in root.iter() if e.tag.split("}")[-1] in ("path", "rect", "circle", "polygon", "ellipse")]
+    CHECKS.ok(f"icon.svg is an SVG document (<svg> root, viewBox {' '.join(view_box)}, {len(shapes)} shapes, "
+              f"{ICON_FILE.stat().st_size} bytes)",
+              root.tag == "{http://www.w3.org/2000/svg}svg" and len(view_box) == 4 and shapes
+              and ICON_FILE.stat().st_size < 64 * 1024, root.tag)
 
 
 def scenario_values() -> dict[str, dict[str, Any]]:
+    """ci/*-values.yaml, then ci/render-only/*-values.yaml, by name."""
     scenarios = {}
-    for path in sorted((CHART_DIR / "ci").glob("*-values.yaml")):
-        scenarios[path.name.removesuffix("-values.yaml")] = yaml.safe_load(path.read_text()) or {}
+    for path in sorted((CHART_DIR / "ci").glob("*-values.yaml")) + sorted(RENDER_ONLY_DIR.glob("*-values.yaml")):
+        name = path.name.removesuffix("-values.yaml")
+        if name in scenarios:
+            raise SystemExit(f"helm_check: two values files named {name}")
+        scenarios[name] = yaml.safe_load(path.read_text()) or {}
     return scenarios
 
 
@@ -718,12 +1030,14 @@ def check_lint(scenarios: dict[str, dict[str, Any]]) -> None:
 
 def kubernetes_validate(kube: str, files: list[Path], objects: int) -> None:
     """`kubernetes-validate --strict` for one version: every object but the
-    ServiceMonitor (a CRD without a bundled schema, checked field by field
-    in check_scenario) must pass."""
+    CRDs without a bundled schema (the ServiceMonitor, checked field by field
+    in check_scenario; the HTTPRoute, checked by check_gateway_routes) must
+    pass."""
     proc = run(["kubernetes-validate", "--strict", "-k", kube, *map(str, files)], timeout=120)
     lines = (proc.stdout + proc.stderr).splitlines()
     errors = [line for line in lines if line.startswith("ERROR")]
-    warns = [line for line in lines if line.startswith("WARN") and "kind ServiceMonitor" not in line]
+    warns = [line for line in lines if line.startswith("WARN")
+             and not any(f"kind {kind}" in line for kind in CRD_KINDS)]
     passed = [line for line in lines if line.startswith("INFO") and " passed for resource " in line]
     CHECKS.ok(f"kubernetes-validate --strict -k {kube}: {len(passed)} of {objects} objects in {len(files)} renders",
               proc.returncode == 0 and not errors and not warns and len(passed) == objects,
@@ -742,18 +1056,137 @@ def check_validator_catches(render: Render, out: Path) -> None:
               proc.returncode != 0 and "runAsRoot" in proc.stdout + proc.stderr, proc.stdout + proc.stderr)
 
 
+# --- Gateway API: the HTTPRoute against the v1 schema ---------------------------
+
+class GatewayTypes:
+    """The fields of each Gateway API v1 type, read from the pinned npm
+    package's TypeScript declarations (`declare class NAME ... { "field"?:
+    TYPE; ... }`, generated from the same CRD schema as its validators).
+    The validators, like the API server's CRD schema, accept unknown
+    fields; these lists find them."""
+
+    PREFIX = "IIoK8sSigsGatewayApiApisV1"
+    CLASS = re.compile(r"^export declare class (\w+) ")
+    FIELD = re.compile(r'^    "([A-Za-z0-9]+)"\??: (.*?);?$')
+
+    def __init__(self, directory: Path) -> None:
+        self.fields: dict[str, dict[str, str]] = {}
+        for path in sorted(directory.glob("*.d.ts")):
+            current: dict[str, str] | None = None
+            depth = 0
+            for line in path.read_text().splitlines():
+                m = self.CLASS.match(line)
+                if m:
+                    current = self.fields.setdefault(m.group(1), {})
+                    continue
+                if current is None:
+                    continue
+                if depth:  # inside an inline object type (a string map)
+                    depth += line.count("{") - line.count("}")
+                    continue
+                if line.startswith("}"):
+                    current = None
+                    continue
+                f = self.FIELD.match(line)
+                if f:
+                    current[f.group(1)] = f.group(2)
+                    depth = f.group(2).count("{") - f.group(2).count("}")
+
+    def unknown(self, value: Any, type_name: str, where: str) -> list[str]:
+        """Paths of fields in `value` that type `type_name` does not have."""
+        type_name = type_name.strip()
+        if type_name.startswith("Array<") and type_name.endswith(">"):
+            inner = type_name[len("Array<"):-1]
+            return [u for i, item in enumerate(value if isinstance(value, list) else [])
+                    for u in self.unknown(item, inner, f"{where}[{i}]")]
+        name = type_name.removeprefix(self.PREFIX)
+        fields = self.fields.get(name)
+        if fields is None or not isinstance(value, dict):
+            return []  # a scalar, an enum, a string map, or metadata
+        out = []
+        for key, item in value.items():
+            if key not in fields:
+                out.append(f"{where}.{key}")
+            else:
+                out.extend(self.unknown(item, fields[key], f"{where}.{key}"))
+        return out
+
+
+def gateway_validate(routes: list[dict[str, Any]]) -> list[str | None]:
+    """Each route through the compiled Gateway API v1 schema (node)."""
+    proc = run(["node", str(NODE_DIR / "validate-httproute.mjs")], input=json.dumps(routes), timeout=60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"node validate-httproute.mjs: exit {proc.returncode}: {proc.stderr.strip()[-500:]}")
+    return json.loads(proc.stdout)
+
+
+def check_gateway_routes(routes: dict[str, dict[str, Any]]) -> None:
+    """Every rendered HTTPRoute is valid Gateway API v1, with no field the
+    API does not have; and both checks reject a broken route (self-test)."""
+    if not (NODE_DIR / "validate-httproute.mjs").is_file() or not GATEWAY_TYPES_DIR.is_dir():
+        CHECKS.fail("Gateway API schema", f"HELM_CHECK_NODE={NODE_DIR} has no validate-httproute.mjs or "
+                                          "@kubernetes-models/gateway-api (run scripts/helm-check.sh)")
+        return
+    types = GatewayTypes(GATEWAY_TYPES_DIR)
+    CHECKS.ok(f"Gateway API v1 type declarations read ({len(types.fields)} types, HTTPRoute fields "
+              f"{sorted(types.fields.get('HTTPRoute', {}))})",
+              {"apiVersion", "kind", "metadata", "spec"} <= set(types.fields.get("HTTPRoute", {}))
+              and "backendRefs" in types.fields.get("HTTPRouteRule", {}))
+    CHECKS.ok(f"HTTPRoutes rendered: {', '.join(routes)}", bool(routes))
+    names = list(routes)
+    try:
+        results = gateway_validate([routes[n] for n in names])
+    except (RuntimeError, ValueError) as exc:
+        CHECKS.fail("Gateway API schema (node)", str(exc))
+        return
+    for name, error in zip(names, results, strict=True):
+        CHECKS.ok(f"{name}: HTTPRoute valid against the Gateway API v1 schema", error is None, str(error))
+        unknown = types.unknown(routes[name], "HTTPRoute", "HTTPRoute")
+        CHECKS.ok(f"{name}: every HTTPRoute field is a Gateway API v1 field", not unknown, ", ".join(unknown))
+
+    # Self-tests: each check must reject what it is there to reject.
+    sample = routes[names[0]]
+    broken = {
+        "path match type 'Prefix' (Ingress spelling)": ("spec", "rules", 0, "matches", 0, "path", "type", "Prefix"),
+        "backend port 70000": ("spec", "rules", 0, "backendRefs", 0, "port", 70000),
+        "hostname with an underscore": ("spec", "hostnames", ["bad_host.example.com"]),
+    }
+    variants = []
+    for steps in broken.values():
+        route = copy.deepcopy(sample)
+        node: Any = route
+        for step in steps[:-2]:
+            node = node.setdefault(step, {}) if isinstance(step, str) else node[step]
+        node[steps[-2]] = steps[-1]
+        variants.append(route)
+    results = gateway_validate(variants)
+    for (what, _), error in zip(broken.items(), results, strict=True):
+        CHECKS.ok(f"Gateway API schema rejects a route with a {what} (self-test)", error is not None,
+                  "accepted")
+    route = copy.deepcopy(sample)
+    route["spec"]["rules"][0]["backendRef"] = route["spec"]["rules"][0].pop("backendRefs")
+    unknown = types.unknown(route, "HTTPRoute", "HTTPRoute")
+    CHECKS.ok("unknown-field check finds a misspelt rules[0].backendRef (self-test)",
+              unknown == ["HTTPRoute.spec.rules[0].backendRef"], str(unknown))
+
+
 def check_renders(ch: Chart, scenarios: dict[str, dict[str, Any]], out: Path) -> dict[str, Render]:
     """Render every scenario for every version, validate and assert."""
     latest: dict[str, Render] = {}
+    routes: dict[str, dict[str, Any]] = {}
     for kube in KUBE_VERSIONS:
         files, objects = [], 0
         for label, values in scenarios.items():
             merged = ch.merged(values)
-            variants = [(label, False)]
+            # The CRD-backed objects render only where the cluster serves
+            # their API: each such scenario with and without it.
+            variants: list[tuple[str, tuple[str, ...]]] = [(label, ())]
             if label == "metrics":
-                variants.append(("metrics+monitoring-api", True))
-            for name, monitoring in variants:
-                apis = (MONITORING_API,) if monitoring else ()
+                variants.append(("metrics+monitoring-api", (MONITORING_API,)))
+            if label == "httproute":
+                variants.append(("httproute+gateway-api", (GATEWAY_API,)))
+            for name, apis in variants:
+                monitoring = MONITORING_API in apis
                 try:
                     render = ch.render(values, kube, apis)
                 except helm_python.HelmError as exc:
@@ -763,10 +1196,12 @@ def check_renders(ch: Chart, scenarios: dict[str, dict[str, Any]], out: Path) ->
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(render.yaml_text())
                 files.append(path)
-                objects += len([o for o in render.objects if o["kind"] != "ServiceMonitor"])
+                objects += len([o for o in render.objects if o["kind"] not in CRD_KINDS])
+                for route in render.kinds("HTTPRoute"):
+                    routes[f"{name} k8s {kube}"] = route
                 group = Group(f"render {name} k8s {kube}")
                 try:
-                    check_render(group.ok, merged, render)
+                    check_render(group.ok, merged, render, apis)
                     check_scenario(group.ok, label, merged, render, monitoring)
                 except (AssertionError, KeyError, IndexError, TypeError, ValueError) as exc:
                     group.ok("object shape", False, repr(exc))
@@ -774,6 +1209,7 @@ def check_renders(ch: Chart, scenarios: dict[str, dict[str, Any]], out: Path) ->
                 latest[name] = render
         kubernetes_validate(kube, files, objects)
     check_validator_catches(latest["default"], out)
+    check_gateway_routes(routes)
     return latest
 
 
@@ -918,7 +1354,61 @@ def check_extra_cases(ch: Chart, binary: Path | None) -> None:
     for header in ("Bad Name: x", "X-A", "X-A: a\r\nX-B: b"):
         expect_refused(ch, f"malformed header {header!r}", {"response": {"headers": [header]}})
 
+    # commonLabels/commonAnnotations against an object's own labels and
+    # annotations (the object's win; no duplicate keys), tpl in extraVolumes.
+    render = ch.render({"commonLabels": {"team": "edge", "tier": "common"},
+                        "commonAnnotations": {"owner": "common", "only": "common"},
+                        "service": {"labels": {"tier": "svc"}, "annotations": {"owner": "svc"}},
+                        "extraVolumes": [{"name": "body", "configMap": {
+                            "name": '{{ include "vrypt-server.fullname" . }}-body'}}]}, kube)
+    meta = render.main_service()["metadata"]
+    CHECKS.ok("service.labels/annotations win over commonLabels/commonAnnotations, both present",
+              meta["labels"].get("tier") == "svc" and meta["labels"].get("team") == "edge"
+              and meta["annotations"] == {"owner": "svc", "only": "common"}, json.dumps(meta))
+    volumes = pod_spec(render).get("volumes") or []
+    CHECKS.ok("extraVolumes go through tpl (a ConfigMap named after the release)",
+              {"name": "body", "configMap": {"name": f"{RELEASE}-vrypt-server-body"}} in volumes, json.dumps(volumes))
+    render = ch.render({"commonAnnotations": {"helm.sh/hook": "pre-install", "x": "1"}}, kube)
+    CHECKS.ok("commonAnnotations cannot turn the helm test pod into another hook",
+              (render.test_pod() or {})["metadata"]["annotations"]["helm.sh/hook"] == "test")
+    render = ch.render({"sysctlInitContainer": {"enabled": False},
+                        "extraInitContainers": [{"name": "first", "image": "{{ include \"vrypt-server.image\" . }}"}]},
+                       kube)
+    inits = pod_spec(render).get("initContainers") or []
+    CHECKS.ok("extraInitContainers without the sysctl init container: only them",
+              [c["name"] for c in inits] == ["first"] and inits[0]["image"] == SERVER_IMAGE, json.dumps(inits))
+    render = ch.render({"networkPolicy": {"enabled": True}, "statsdExporter": {"enabled": True}}, kube)
+    rules = render.one("NetworkPolicy")["spec"]["ingress"]
+    CHECKS.ok("NetworkPolicy defaults: both ports open to every source, the exporter port in the admin rule",
+              [[p["port"] for p in r["ports"]] for r in rules] == [["http"], ["admin", "exporter"]]
+              and all("from" not in r for r in rules), json.dumps(rules))
+    render = ch.render({"ingress": {"enabled": True, "hosts": [{"paths": [{"path": "/"}]}]}}, kube)
+    rule = render.one("Ingress")["spec"]["rules"][0]
+    CHECKS.ok("Ingress host left out: a rule for every host, pathType Prefix by default",
+              "host" not in rule and rule["http"]["paths"][0]["pathType"] == "Prefix", json.dumps(rule))
+
     refused = {
+        "httpRoute without parentRefs": ({"httpRoute": {"enabled": True}}, "httpRoute.parentRefs"),
+        "ingress without hosts": ({"ingress": {"enabled": True, "hosts": []}}, "ingress.hosts"),
+        "ingress path without a leading slash":
+            ({"ingress": {"enabled": True, "hosts": [{"paths": [{"path": "api"}]}]}}, ""),
+        "ingress pathType 'PathPrefix' (Gateway API spelling)":
+            ({"ingress": {"enabled": True, "hosts": [{"paths": [{"path": "/", "pathType": "PathPrefix"}]}]}}, ""),
+        "commonLabels replacing app.kubernetes.io/name (would break selectors)":
+            ({"commonLabels": {"app.kubernetes.io/name": "other"}}, "invalid propertyName 'app.kubernetes.io/name'"),
+        "ingress.labels replacing helm.sh/chart": ({"ingress": {"labels": {"helm.sh/chart": "x"}}}, ""),
+        "extraContainers named server": ({"extraContainers": [{"name": "server", "image": "x:1"}]}, "is taken"),
+        "two extraInitContainers with one name":
+            ({"extraInitContainers": [{"name": "a", "image": "x:1"}, {"name": "a", "image": "x:1"}]}, "is taken"),
+        "extra container without a name": ({"extraContainers": [{"image": "x:1"}]}, ""),
+        "networkPolicy peer with a misspelt key":
+            ({"networkPolicy": {"enabled": True, "http": {"from": [{"podSelectr": {}}]}}}, "podSelectr"),
+        "networkPolicy ipBlock without cidr":
+            ({"networkPolicy": {"enabled": True, "admin": {"from": [{"ipBlock": {}}]}}}, ""),
+        "revisionHistoryLimit -1": ({"revisionHistoryLimit": -1}, ""),
+        "minReadySeconds '5'": ({"minReadySeconds": "5"}, ""),
+        "httpRoute parentRef port 0": ({"httpRoute": {"parentRefs": [{"name": "gw", "port": 0}]}}, ""),
+        "httpRoute.timeouts with an unknown key": ({"httpRoute": {"timeouts": {"idle": "10s"}}}, ""),
         "non-net sysctl in the init container (would change the node)":
             ({"sysctlInitContainer": {"sysctls": {"vm.swappiness": "10"}}}, ""),
         "shell metacharacters in a sysctl value":
@@ -976,6 +1466,14 @@ def check_package(ch: Chart, out: Path) -> None:
               "vrypt-server/values.schema.json" in names and "vrypt-server/templates/NOTES.txt" in names
               and "vrypt-server/templates/tests/test-connection.yaml" in names
               and not any("/ci/" in n for n in names), str(names))
+    CHECKS.ok("package holds README.md, not icon.svg", "vrypt-server/README.md" in names
+              and "vrypt-server/icon.svg" not in names, str(names))
+    shown = helm_python.show(str(archive), output_format="readme")
+    readme = (CHART_DIR / "README.md").read_text()
+    CHECKS.ok(f"`helm show readme {archive.name}` prints helm/vrypt-server/README.md ({len(shown)} characters, "
+              f"install line for {CHART_META['version']})",
+              shown.strip() == readme.strip() and f"oci://ghcr.io/vrypt/charts/vrypt-server --version "
+              f"{CHART_META['version']}" in shown, shown[:300])
     packaged = helm.Chart.load(archive)
     same = packaged.render({}, name=RELEASE, namespace=NAMESPACE) == ch.chart.render({}, name=RELEASE,
                                                                                    namespace=NAMESPACE)
@@ -1289,6 +1787,65 @@ def server_in_pod(ns: NetNs, binary: Path, render: Render, values: dict[str, Any
                 proc.wait()
 
 
+class ExtraContainers:
+    """The rendered extraInitContainers (under Podman, in order, after the
+    sysctl init container) and extraContainers (the server binary with
+    their args and env, as UID 65532, in the pod's network namespace) of a
+    pod whose extra containers all run the server image; the sidecars run
+    while the server is checked, then get SIGTERM."""
+
+    def __init__(self, ns: NetNs, tag: str, binary: Path, spec: dict[str, Any], label: str) -> None:
+        self.ns, self.tag, self.binary, self.spec, self.label = ns, tag, binary, spec, label
+        self.procs: list[tuple[subprocess.Popen[bytes], Any]] = []
+
+    def __enter__(self) -> ExtraContainers:
+        server_image = container(self.spec, "server")["image"]
+        for c in (self.spec.get("initContainers") or [])[1:]:
+            if c["image"] != server_image:
+                CHECKS.skip(f"{self.label}: init container {c['name']}", f"image {c['image']} is not the server's")
+                continue
+            proc = self.ns.podman(self.tag, c.get("args") or [], privileged=False)
+            CHECKS.ok(f"{self.label}: extra init container {c['name']} ({' '.join(c.get('args') or [])}) exits 0 "
+                      "under podman, unprivileged", proc.returncode == 0, proc.stderr.strip())
+        for c in self.spec["containers"]:
+            if c["name"] in ("server", "statsd-exporter"):
+                continue
+            if c["image"] != server_image:
+                CHECKS.skip(f"{self.label}: container {c['name']}", f"image {c['image']} is not the server's")
+                continue
+            env = {**IMAGE_ENV, **env_of(c), "PATH": "/usr/bin:/bin"}
+            log = tempfile.TemporaryFile()
+            proc = subprocess.Popen(self.ns.enter([str(self.binary), *(c.get("args") or [])], uid=SERVER_UID),
+                                    env=env, stdout=log, stderr=log, start_new_session=True)
+            self.procs.append((proc, log))
+            port = (c.get("ports") or [{}])[0].get("containerPort")
+            url = f"http://127.0.0.1:{port}/"
+            up = port is not None and settle(f"{c['name']} on {port}", lambda u=url: self.ns.get([u])[0][0] == 200, 5)
+            answer = self.ns.get([url])[0] if up else (0, self.log_text(log))
+            CHECKS.ok(f"{self.label}: sidecar {c['name']} ({' '.join(c.get('args') or [])}) serves {url} next to "
+                      "the server", up and proc.poll() is None, str(answer)[:300])
+        return self
+
+    @staticmethod
+    def log_text(log: Any) -> str:
+        log.seek(0)
+        return log.read().decode("utf-8", "replace")
+
+    def __exit__(self, *exc: object) -> None:
+        for proc, log in self.procs:
+            running = proc.poll() is None
+            if running:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                code = proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                code = proc.wait()
+            CHECKS.ok(f"{self.label}: sidecar ran alongside the server until SIGTERM and exited {code}",
+                      running and code == 0, self.log_text(log)[-300:])
+            log.close()
+
+
 def check_sysctl_failures(tag: str, rendered_args: list[str]) -> None:
     """The subcommand fails loudly: non-zero exit and exactly one line on
     stderr, for each way it can go wrong in a pod."""
@@ -1322,7 +1879,7 @@ def check_podman(renders: dict[str, Render], values: dict[str, dict[str, Any]], 
         if not build_server_image(Path(tmp), binary, tag):
             return
         try:
-            for label in ("default", "sysctls", "status-404", "status-503"):
+            for label in ("default", "sysctls", "status-404", "status-503", "extras"):
                 spec = pod_spec(renders[label])
                 init = init_container(spec) or {}
                 want = init_sysctls(spec) or {}
@@ -1346,8 +1903,9 @@ def check_podman(renders: dict[str, Render], values: dict[str, dict[str, Any]], 
                     host_after = {n: host_sysctl(n) for n in names}
                     CHECKS.ok(f"{label}: host sysctls unchanged", host_after == host_before,
                               f"{host_before} -> {host_after}")
-                    server_in_pod(ns, binary, renders[label], values[label],
-                                  env_of(container(spec, "server"))["VRYPT_BACKLOG"], label)
+                    with ExtraContainers(ns, tag, binary, spec, label):
+                        server_in_pod(ns, binary, renders[label], values[label],
+                                      env_of(container(spec, "server"))["VRYPT_BACKLOG"], label)
                 finally:
                     ns.close()
 
@@ -1383,9 +1941,10 @@ def main() -> int:
         check_versions()
         ch = Chart(CHART_DIR)
         scenarios = scenario_values()
-        CHECKS.ok(f"ci values files: {', '.join(scenarios)}",
+        CHECKS.ok(f"values files: {', '.join(scenarios)}",
                   {"default", "init-off", "daemonset", "hpa-pdb", "metrics", "sysctls", "status-404",
-                   "status-503"} <= set(scenarios))
+                   "status-503", "networkpolicy", "ingress", "httproute", "extras", "digest",
+                   "loadbalancer"} <= set(scenarios))
         check_lint(scenarios)
         renders = check_renders(ch, scenarios, out)
         check_extra_cases(ch, args.server_binary)

@@ -22,18 +22,59 @@ Names. Kubernetes names are limited to 63 characters (DNS labels).
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* Labels on every object. */}}
-{{- define "vrypt-server.labels" -}}
-helm.sh/chart: {{ include "vrypt-server.chart" . }}
-{{ include "vrypt-server.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{/*
+Labels, as YAML: commonLabels, then the object's own labels, then the
+chart's (which always win; the schema refuses commonLabels that would
+replace them). Call with (dict "ctx" $ "extra" .Values.x.labels); the
+object labels may be left out.
+*/}}
+{{- define "vrypt-server.labelsWith" -}}
+{{- $ctx := .ctx }}
+{{- $chart := dict
+  "helm.sh/chart" (include "vrypt-server.chart" $ctx)
+  "app.kubernetes.io/name" (include "vrypt-server.name" $ctx)
+  "app.kubernetes.io/instance" $ctx.Release.Name
+  "app.kubernetes.io/version" $ctx.Chart.AppVersion
+  "app.kubernetes.io/managed-by" $ctx.Release.Service }}
+{{- toYaml (mergeOverwrite (dict) ($ctx.Values.commonLabels | default dict) (.extra | default dict) $chart) }}
+{{- end }}
+
+{{/*
+`labels:` and `annotations:` of an object's metadata: the labels above, and
+commonAnnotations overridden by the object's own annotations (no
+`annotations:` key when both are empty). Call with (dict "ctx" $ "labels"
+.Values.x.labels "annotations" .Values.x.annotations).
+*/}}
+{{- define "vrypt-server.metadata" -}}
+labels:
+  {{- include "vrypt-server.labelsWith" (dict "ctx" .ctx "extra" .labels) | nindent 2 }}
+{{- with mergeOverwrite (dict) (.ctx.Values.commonAnnotations | default dict) (.annotations | default dict) }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end }}
 
 {{/* Selector labels: stable for the life of a release. */}}
 {{- define "vrypt-server.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "vrypt-server.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Selector labels of the `helm test` pod: not the workload's, so no
+DaemonSet or Service claims it; the NetworkPolicy lets it in by these.
+*/}}
+{{- define "vrypt-server.testSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "vrypt-server.name" . }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+A list value rendered with `tpl`, so it may use the chart's helpers (e.g.
+{{ include "vrypt-server.image" . }}). Call with (list $ .Values.x).
+*/}}
+{{- define "vrypt-server.tplList" -}}
+{{- tpl (toYaml (index . 1)) (index . 0) }}
 {{- end }}
 
 {{- define "vrypt-server.serviceAccountName" -}}
@@ -208,6 +249,11 @@ app.kubernetes.io/component: metrics
 {{- if and .Values.serviceMonitor.enabled .Values.metricsService.enabled (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1") }}true{{ end }}
 {{- end }}
 
+{{/* Whether the HTTPRoute renders: asked for, and the cluster serves the API. */}}
+{{- define "vrypt-server.httpRouteEnabled" -}}
+{{- if and .Values.httpRoute.enabled (.Capabilities.APIVersions.Has "gateway.networking.k8s.io/v1") }}true{{ end }}
+{{- end }}
+
 {{/* Combinations the schema cannot express; fail early and clearly. */}}
 {{- define "vrypt-server.validate" -}}
 {{- if and (eq .Values.kind "DaemonSet") .Values.autoscaling.enabled }}
@@ -224,6 +270,19 @@ app.kubernetes.io/component: metrics
 {{- end }}
 {{- if and .Values.serviceMonitor.scrapeExporter (not .Values.statsdExporter.enabled) }}
 {{- fail "serviceMonitor.scrapeExporter needs statsdExporter.enabled" }}
+{{- end }}
+{{- if and .Values.ingress.enabled (not .Values.ingress.hosts) }}
+{{- fail "ingress.enabled needs at least one ingress.hosts entry ({host, paths: [{path: /, pathType: Prefix}]})" }}
+{{- end }}
+{{- if and .Values.httpRoute.enabled (not .Values.httpRoute.parentRefs) }}
+{{- fail "httpRoute.enabled needs at least one httpRoute.parentRefs entry: the Gateway the route attaches to ({name: GATEWAY, namespace: NAMESPACE})" }}
+{{- end }}
+{{- $names := list "sysctl" }}
+{{- range concat (.Values.extraInitContainers | default list) (.Values.extraContainers | default list) }}
+{{- if has .name (concat $names (list "server" "statsd-exporter")) }}
+{{- fail (printf "extraInitContainers/extraContainers: the name %q is taken (the chart's containers are sysctl, server and statsd-exporter; every container needs its own name)" .name) }}
+{{- end }}
+{{- $names = append $names .name }}
 {{- end }}
 {{- $ports := dict }}
 {{- $_ := set $ports "server.port" (int .Values.server.port) }}

@@ -93,10 +93,7 @@
 {{- $exporterConfig := and .Values.statsdExporter.enabled .Values.statsdExporter.mappingConfig -}}
 metadata:
   labels:
-    {{- include "vrypt-server.labels" . | nindent 4 }}
-    {{- with .Values.podLabels }}
-    {{- toYaml . | nindent 4 }}
-    {{- end }}
+    {{- include "vrypt-server.labelsWith" (dict "ctx" . "extra" .Values.podLabels) | nindent 4 }}
   {{- if or .Values.podAnnotations $exporterConfig }}
   annotations:
     {{- if $exporterConfig }}
@@ -156,6 +153,12 @@ spec:
       resources:
         {{- toYaml .Values.sysctlInitContainer.resources | nindent 8 }}
   {{- end }}
+  {{- with .Values.extraInitContainers }}
+  {{- if not $initSysctls }}
+  initContainers:
+  {{- end }}
+    {{- include "vrypt-server.tplList" (list $ .) | nindent 4 }}
+  {{- end }}
   containers:
     - name: server
       image: {{ include "vrypt-server.image" . }}
@@ -195,7 +198,7 @@ spec:
         {{- toYaml .Values.securityContext | nindent 8 }}
       {{- with .Values.extraVolumeMounts }}
       volumeMounts:
-        {{- toYaml . | nindent 8 }}
+        {{- include "vrypt-server.tplList" (list $ .) | nindent 8 }}
       {{- end }}
     {{- if .Values.statsdExporter.enabled }}
     - name: statsd-exporter
@@ -235,6 +238,9 @@ spec:
           readOnly: true
       {{- end }}
     {{- end }}
+    {{- with .Values.extraContainers }}
+    {{- include "vrypt-server.tplList" (list $ .) | nindent 4 }}
+    {{- end }}
   {{- with .Values.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
@@ -267,7 +273,7 @@ spec:
         name: {{ include "vrypt-server.fullname" . }}-statsd-exporter
     {{- end }}
     {{- with .Values.extraVolumes }}
-    {{- toYaml . | nindent 4 }}
+    {{- include "vrypt-server.tplList" (list $ .) | nindent 4 }}
     {{- end }}
   {{- end }}
 {{- end }}
