@@ -462,16 +462,17 @@ class UdpSink:
 # Load
 
 
-def run_wrk(ctx, port, conns, duration, pipeline=1, close=False, stop_after=0):
+def run_wrk(ctx, port, conns, duration, pipeline=1, close=False, stop_after=0,
+            pace_ms=0, timeout_s=5):
     """Run wrk on the client CPU; returns the BENCHJSON dict from wrk.lua."""
     cmd = ["taskset", "-c", str(ctx.client_cpu), ctx.wrk, "-t1",
-           f"-c{conns}", f"-d{duration}s", "--timeout", "5s", "--latency",
+           f"-c{conns}", f"-d{duration}s", "--timeout", f"{timeout_s}s", "--latency",
            "-s", WRK_LUA]
     if close:
         cmd += ["-H", "Connection: close"]
     cmd.append(f"http://{HOST}:{port}/")
     env = dict(os.environ, BENCH_PIPELINE=str(pipeline),
-               BENCH_STOP_AFTER=str(stop_after))
+               BENCH_STOP_AFTER=str(stop_after), BENCH_PACE_MS=str(pace_ms))
     errpath = os.path.join(ctx.tmp, "wrk.stderr")
     with open(errpath, "wb") as err:
         proc = CHILDREN.spawn(cmd, stdin=subprocess.DEVNULL,
@@ -503,12 +504,14 @@ def run_wrk(ctx, port, conns, duration, pipeline=1, close=False, stop_after=0):
     return result
 
 
-def measured_run(ctx, server, conns, duration, pipeline=1, close=False):
+def measured_run(ctx, server, conns, duration, pipeline=1, close=False, pace_ms=0,
+                 timeout_s=5):
     """One wrk run against server with its CPU time measured over the run."""
     server.check_alive("the previous run")
     before = server.cpu_ticks()
     user_before = server.cpu_ticks(user_only=True)
-    res = run_wrk(ctx, server.port, conns, duration, pipeline, close)
+    res = run_wrk(ctx, server.port, conns, duration, pipeline, close, pace_ms=pace_ms,
+                  timeout_s=timeout_s)
     after = server.cpu_ticks()
     user_after = server.cpu_ticks(user_only=True)
     server.check_alive("the run")

@@ -3,11 +3,21 @@
 -- Environment:
 --   BENCH_PIPELINE    requests written back to back per round trip (default 1)
 --   BENCH_STOP_AFTER  stop after this many responses, 0 = run for -d (default 0)
+--   BENCH_PACE_MS     each connection waits this long after a response before
+--                     its next request, 0 = none (default 0)
 -- On exit it prints one line "BENCHJSON {...}" with the totals and latency
 -- percentiles (microseconds) so the harness does not parse wrk's prose.
 
 local depth = tonumber(os.getenv("BENCH_PIPELINE") or "1") or 1
 local stop_after = tonumber(os.getenv("BENCH_STOP_AFTER") or "0") or 0
+local pace_ms = tonumber(os.getenv("BENCH_PACE_MS") or "0") or 0
+
+if pace_ms > 0 then
+   -- wrk calls delay() before each request and waits that many milliseconds.
+   delay = function()
+      return pace_ms
+   end
+end
 
 if depth > 1 then
    local batch = nil
