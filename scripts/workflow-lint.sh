@@ -4,8 +4,8 @@
 #   scripts/workflow-lint.sh             install the pinned linters when missing, then check
 #   scripts/workflow-lint.sh --install   only install them (.ci/run's setup does this)
 #
-# 1. actionlint over .github/workflows/ (.github/actionlint.yaml; its shellcheck integration
-#    checks run: scripts when shellcheck is on PATH);
+# 1. actionlint over .github/workflows/ (.github/actionlint.yaml), with shellcheck over every
+#    run: script;
 # 2. zizmor over .github/ (workflows and dependabot.yml) with .github/zizmor.yml: no finding at
 #    all. Offline by default; with GH_TOKEN set (the workflow-lint job of ci.yml) its online
 #    audits run too: every pinned SHA is a commit of that action's repository and matches the
@@ -65,8 +65,9 @@ install_linters() {
     case ":$PATH:" in *":$dir:"*) ;; *) PATH="$PATH:$dir" ;; esac
   done
   export PATH
-  if ! command -v zizmor >/dev/null || ! command -v actionlint >/dev/null; then
-    echo "workflow-lint: zizmor or actionlint not on PATH after install" >&2
+  if ! command -v zizmor >/dev/null || ! command -v actionlint >/dev/null ||
+    ! command -v shellcheck >/dev/null; then
+    echo "workflow-lint: zizmor, actionlint or shellcheck not on PATH after install" >&2
     return 1
   fi
 }
@@ -80,7 +81,8 @@ install_linters || die "installing the linters of $REQUIREMENTS"
 work=$(mktemp -d /tmp/vrypt-workflow-lint.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-info "actionlint $(actionlint --version | head -n 1), zizmor $(zizmor --version | awk '{print $2}')"
+info "actionlint $(actionlint --version | head -n 1), zizmor $(zizmor --version | awk '{print $2}')," \
+  "shellcheck $(shellcheck --version | sed -n 's/^version: //p')"
 if actionlint >"$work/actionlint.txt" 2>&1; then
   workflows=(.github/workflows/*.yml)
   pass "actionlint .github/workflows: no findings (${#workflows[@]} workflows)"
