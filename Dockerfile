@@ -22,7 +22,12 @@
 # `--target prebuilt` never reaches the rust image, even with a builder that builds every
 # stage up to the target.
 
-ARG RUST_VERSION=1.95
+# The builder image: rust:1.95.0-slim-bookworm (its multi-arch index), pinned by digest.
+# Change tag and digest together (`docker buildx imagetools inspect rust:<tag>` prints the
+# digest) and keep the version equal to rust-toolchain.toml's channel: .ci/run's lint stage
+# checks both. Checks on a machine without a registry pass --build-arg RUST_IMAGE=<local
+# stand-in> (scripts/lib/rust-image.sh). The prebuilt path never uses it.
+ARG RUST_IMAGE=docker.io/library/rust:1.95.0-slim-bookworm@sha256:d7482085ff5b415f84dba5647ae71606650bdef00db7aeb69f4b3d170c3e4082
 
 
 # ---- runtime: what both ways in share ----------------------------------------------------------
@@ -60,7 +65,7 @@ COPY dist/${TARGETARCH}${TARGETVARIANT}/vrypt-server /vrypt-server
 
 
 # ---- builder: cross-compile on the build platform ----------------------------------------------
-FROM --platform=$BUILDPLATFORM docker.io/library/rust:${RUST_VERSION}-slim-bookworm AS build
+FROM --platform=$BUILDPLATFORM ${RUST_IMAGE} AS build
 ARG TARGETPLATFORM
 WORKDIR /src
 # Map the platform to its musl triple and install that target's standard library. Rust's musl

@@ -19,7 +19,6 @@
 # Idempotent: installed tools at the pinned versions are left alone. Logs go to stderr.
 set -euo pipefail
 
-readonly ZIGBUILD_VERSION=0.24.0
 readonly ALL_TARGETS=(
   x86_64-unknown-linux-gnu x86_64-unknown-linux-musl
   i686-unknown-linux-gnu i686-unknown-linux-musl
@@ -27,6 +26,11 @@ readonly ALL_TARGETS=(
   armv7-unknown-linux-gnueabihf armv7-unknown-linux-musleabihf
 )
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# cargo-zigbuild and ziglang (zig) pins, one file for every place that installs them.
+readonly ZIGBUILD_REQUIREMENTS=$repo/.ci/requirements-zigbuild.txt
+ZIGBUILD_VERSION=$(sed -n 's/^cargo-zigbuild==\([^ ]*\)$/\1/p' "$ZIGBUILD_REQUIREMENTS")
+ZIG_VERSION=$(sed -n 's/^ziglang==\([^ ]*\)$/\1/p' "$ZIGBUILD_REQUIREMENTS")
+readonly ZIGBUILD_VERSION ZIG_VERSION
 
 log() { echo "build-target: $*" >&2; }
 die() {
@@ -48,15 +52,18 @@ ensure_host_tools() {
     die "rustup is required (https://rustup.rs); Debian's rustc cannot add targets"
 }
 
-# cargo-zigbuild from PyPI brings the matching zig (the ziglang wheel) along.
+# cargo-zigbuild and zig (the ziglang wheel) from PyPI, both at the pinned versions.
 ensure_zigbuild() {
-  local have=""
+  [ -n "$ZIGBUILD_VERSION" ] && [ -n "$ZIG_VERSION" ] ||
+    die "no cargo-zigbuild== or ziglang== pin in $ZIGBUILD_REQUIREMENTS"
+  local have="" zig=""
   have=$(cargo-zigbuild --version 2>/dev/null || true)
-  if [ "$have" != "cargo-zigbuild $ZIGBUILD_VERSION" ]; then
-    log "pip install cargo-zigbuild==$ZIGBUILD_VERSION (found: ${have:-none})"
+  zig=$(python3 -c 'import importlib.metadata as m; print(m.version("ziglang"))' 2>/dev/null || true)
+  if [ "$have" != "cargo-zigbuild $ZIGBUILD_VERSION" ] || [ "$zig" != "$ZIG_VERSION" ]; then
+    log "pip install cargo-zigbuild==$ZIGBUILD_VERSION ziglang==$ZIG_VERSION (found: ${have:-none}, ziglang ${zig:-none})"
     # Debian's own python marks itself externally managed; this is a build tool, not an app.
     PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check \
-      "cargo-zigbuild==$ZIGBUILD_VERSION" >&2
+      --requirement "$ZIGBUILD_REQUIREMENTS" >&2
     if command -v pyenv >/dev/null 2>&1; then pyenv rehash >/dev/null 2>&1 || true; fi
   fi
   # pip puts console scripts in the interpreter's scripts dir (or the user's, when it is not

@@ -252,7 +252,8 @@ else
 fi
 previous_image=$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 t0=$SECONDS
-if compose_timed "$BUILD_LIMIT_S" build vrypt >"$work/build.log" 2>&1; then
+# The Dockerfile pins the rust image by digest; the stand-in has only its tag (no registry here).
+if compose_timed "$BUILD_LIMIT_S" build --build-arg "RUST_IMAGE=$RUST_BUILDER_IMAGE" vrypt >"$work/build.log" 2>&1; then
   pass "docker compose build vrypt ($((SECONDS - t0)) s)"
 else
   fail "docker compose build vrypt"

@@ -95,10 +95,11 @@ if hadolint Dockerfile; then pass "hadolint Dockerfile: no findings"; else fail 
 
 # Stage layout: `docker build .` (no --target) builds the last stage, which must be the
 # from-source one; `--target prebuilt` must not need the rust builder, and no FROM names its
-# base through a variable (Buildah would try to pull it, e.g. docker.io/library/source).
+# stage through a variable (Buildah would try to pull it, e.g. docker.io/library/source); the
+# builder's base is the image reference in ARG RUST_IMAGE (format checked by .ci/run's lint stage).
 layout=$(awk 'toupper($1) == "FROM" { from = $0; sub(/^[^ ]+ +(--platform=[^ ]+ +)?/, "", from);
   split(from, w, / +/); printf "%s<%s ", w[3], w[1] }' Dockerfile)
-want_layout="runtime<scratch prebuilt<runtime build<docker.io/library/rust:\${RUST_VERSION}-slim-bookworm source<runtime "
+want_layout="runtime<scratch prebuilt<runtime build<\${RUST_IMAGE} source<runtime "
 if [ "$layout" = "$want_layout" ] && grep -q '^COPY --from=build /vrypt-server /vrypt-server$' Dockerfile; then
   pass "Dockerfile stages (name<base): ${layout% }; the default (last) stage copies from the builder"
 else

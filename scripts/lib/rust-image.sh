@@ -4,14 +4,16 @@
 # (scripts/podman-setup.sh), rustup and cargo.
 #
 # rust_builder_image REPO_DIR
-#   Makes sure the image the `build` stage starts FROM is in Podman's local storage, so that
+#   Makes sure an image for the `build` stage is in Podman's local storage, so that
 #   `podman build` and `docker compose build` run the real from-source path with no pull:
-#   docker.io/library/rust:<RUST_VERSION>-slim-bookworm, RUST_VERSION read from the Dockerfile.
+#   docker.io/library/rust:<version>-slim-bookworm, <version> being the tag of the Dockerfile's
+#   ARG RUST_IMAGE (which pins that tag by digest, and a digest cannot be had without a
+#   registry): callers pass `--build-arg RUST_IMAGE=$RUST_BUILDER_IMAGE`.
 #   - When that image is already there (pulled on a machine that has a registry), it is used
 #     as it is.
 #   - Otherwise a stand-in is tagged with that name: Debian 12 from the Debian mirror
 #     (mmdebstrap, with gcc, libc6-dev and ca-certificates: what the official image adds to
-#     debian:bookworm-slim), this machine's rustup and its Rust RUST_VERSION toolchain (host
+#     debian:bookworm-slim), this machine's rustup and its Rust toolchain of that version (host
 #     and x86_64 musl std, no docs) under /usr/local/{rustup,cargo} with the official image's
 #     environment, and the crates of Cargo.lock vendored with a source replacement in
 #     $CARGO_HOME/config.toml, so the build needs no network at all.
@@ -32,9 +34,10 @@ _rust_image_log() { echo "rust-image: $*" >&2; }
 
 rust_builder_image() {
   local repo=$1 version ver toolchain tc sysroot base cache work
-  version=$(sed -n 's/^ARG RUST_VERSION=\(.*\)$/\1/p' "$repo/Dockerfile" | head -n 1)
+  version=$(sed -n 's|^ARG RUST_IMAGE=docker.io/library/rust:\([0-9.]*\)-slim-bookworm@sha256:[0-9a-f]*$|\1|p' \
+    "$repo/Dockerfile" | head -n 1)
   [ -n "$version" ] || {
-    _rust_image_log "no ARG RUST_VERSION= in $repo/Dockerfile"
+    _rust_image_log "no ARG RUST_IMAGE=docker.io/library/rust:<version>-slim-bookworm@sha256:<digest> in $repo/Dockerfile"
     return 1
   }
   RUST_BUILDER_IMAGE=docker.io/library/rust:$version-slim-bookworm
@@ -44,7 +47,7 @@ rust_builder_image() {
     return 0
   fi
 
-  # This machine's toolchain for RUST_VERSION (1.95 means any 1.95.x), with the musl std.
+  # This machine's toolchain for that version (1.95 would mean any 1.95.x), with the musl std.
   ver=$(cd "$repo" && rustc --version | awk '{print $2}')
   case "$ver" in
     "$version" | "$version".*) toolchain=$(cd "$repo" && rustup show active-toolchain | awk '{print $1}') ;;
