@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{get, Client, Server};
+use common::{get, Client, Ending, Server};
 use std::time::{Duration, Instant};
 
 const GET: &[u8] = b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n";
@@ -204,4 +204,47 @@ fn delays_are_accurate_to_about_a_millisecond() {
     assert!(v[0] >= Duration::from_millis(20), "{:?}", v[0]);
     // Generous for a loaded 2-core machine; the benchmark reports the real figure.
     assert!(v[15] < Duration::from_millis(24), "median {:?}", v[15]);
+}
+
+const CLOSE: &[u8] = b"GET /c HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+
+/// Reads up to `n` responses; how many arrived.
+fn read_up_to(c: &mut Client, n: usize) -> usize {
+    (0..n)
+        .take_while(|_| c.try_response(false).is_some())
+        .count()
+}
+
+/// A `Connection: close` answer was queued when the socket was empty; the client
+/// sends more during the delay. The server must still end with FIN (lingering over
+/// the new input), not with a reset that can destroy the answers.
+#[test]
+fn input_during_the_delay_of_a_closing_answer_does_not_reset() {
+    let server = Server::start(&["--delay", "300ms"]);
+    let mut c = server.connect();
+    c.send(CLOSE);
+    std::thread::sleep(Duration::from_millis(100));
+    c.send(GET);
+    assert_eq!(read_up_to(&mut c, 1), 1);
+    let end = c.ending(Duration::from_secs(3));
+    assert!(matches!(end, Ending::Eof), "ending: {end:?}");
+}
+
+/// The same when the closing request waited for room in a full queue and was
+/// answered by the delay's wake-up, not by a read.
+#[test]
+fn a_closing_answer_queued_at_a_delay_wake_up_lingers_over_later_input() {
+    let server = Server::start(&["--delay", "300ms"]);
+    let mut c = server.connect();
+    // Let the registration's writable event pass, so the read of the requests is the
+    // last event the connection saw.
+    std::thread::sleep(Duration::from_millis(100));
+    let mut all = GET.repeat(79);
+    all.extend_from_slice(CLOSE);
+    c.send(&all);
+    std::thread::sleep(Duration::from_millis(450));
+    c.send(GET);
+    assert_eq!(read_up_to(&mut c, 80), 80);
+    let end = c.ending(Duration::from_secs(3));
+    assert!(matches!(end, Ending::Eof), "ending: {end:?}");
 }

@@ -146,19 +146,15 @@ pub(crate) fn drive<S: Socket>(
         match conn.next_step() {
             Step::Read if !*drained => {}
             Step::Read | Step::WaitWritable => return Outcome::Waiting(progress),
+            // The answer was queued to close without lingering because the socket
+            // was empty then; input that has arrived since (a later event cleared
+            // `drained`, e.g. during a delay) would turn the close into a reset
+            // that can destroy the answer: linger instead.
+            Step::Close if !*drained => return linger(sock, conn, scratch, read_closed),
             Step::Close => return Outcome::Close,
             Step::Reset => return Outcome::Reset,
             Step::Stall => return Outcome::Waiting(progress),
-            Step::Linger => {
-                // Send FIN now but keep reading: closing with unread input would send a
-                // reset, and a reset can destroy the response before the client has read it.
-                let _ = sock.shutdown_write();
-                conn.start_linger();
-                return match discard_input(sock, scratch, read_closed) {
-                    Outcome::Lingering { busy } => Outcome::StartedLinger { busy },
-                    other => other,
-                };
-            }
+            Step::Linger => return linger(sock, conn, scratch, read_closed),
             Step::Discard => return discard_input(sock, scratch, read_closed),
         }
         if reads == READS_PER_TURN {
@@ -184,6 +180,22 @@ pub(crate) fn drive<S: Socket>(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return Outcome::Close,
         }
+    }
+}
+
+/// Sends FIN now but keeps reading: closing with unread input would send a reset,
+/// and a reset can destroy the response before the client has read it.
+fn linger<S: Socket>(
+    sock: &mut S,
+    conn: &mut Conn,
+    scratch: &mut [u8],
+    read_closed: bool,
+) -> Outcome {
+    let _ = sock.shutdown_write();
+    conn.start_linger();
+    match discard_input(sock, scratch, read_closed) {
+        Outcome::Lingering { busy } => Outcome::StartedLinger { busy },
+        other => other,
     }
 }
 

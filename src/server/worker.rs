@@ -96,8 +96,8 @@ struct Slot {
     /// The time (µs) this connection is in the delay heap for; 0 for none (a
     /// delay always ends after the clock's start).
     woken_at: u64,
-    /// An event reported the client's FIN (`EPOLLRDHUP`); it is reported once, and
-    /// stays true.
+    /// An event reported the client's FIN (`EPOLLRDHUP`). It stays true: a drive by
+    /// a delay, a timer or the drain has no event to read it from.
     read_closed: bool,
     /// The socket is known to hold no input (see [`drive`]): cleared by every event.
     drained: bool,
@@ -131,6 +131,10 @@ pub(crate) struct Worker {
 
 fn ms(d: Duration) -> u64 {
     d.as_millis().try_into().unwrap_or(u64::MAX / 4)
+}
+
+fn us(d: Duration) -> u64 {
+    d.as_micros().try_into().unwrap_or(u64::MAX / 4)
 }
 
 /// Bytes waiting in a socket's receive queue (`FIONREAD`, which is `SIOCINQ` for TCP).
@@ -254,7 +258,7 @@ impl Worker {
     fn tick(&mut self) {
         let elapsed = self.start.elapsed();
         self.now = ms(elapsed);
-        self.res.now_us = elapsed.as_micros().try_into().unwrap_or(u64::MAX / 4);
+        self.res.now_us = us(elapsed);
         self.res.templates.refresh_date(unix_now_coarse());
         self.res.ready = self.shared.ready.load(Ordering::Relaxed);
     }
@@ -356,9 +360,7 @@ impl Worker {
         .min()
         // Whole milliseconds, rounded up: wake at or after the deadline, never before.
         .map(|next| Duration::from_millis(next.saturating_sub(ms(elapsed)) + 1));
-        let delay = self
-            .delays
-            .poll_timeout(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+        let delay = self.delays.poll_timeout(us(elapsed));
         match (timers, delay) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -527,6 +529,11 @@ impl Worker {
         let Some(slot) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
+        if self.res.delay.is_some() {
+            // A delay counts from the read that completes the head: the loop's clock
+            // can be a whole batch of connections old by now.
+            self.res.now_us = us(self.start.elapsed());
+        }
         let outcome = drive(
             &mut slot.stream,
             &mut slot.conn,
