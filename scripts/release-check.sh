@@ -453,7 +453,7 @@ for t in "${TARGETS[@]}"; do
     pass "$t"
   else
     fail "$t: ${WHY[$t]}"
-    [ ! -f "$work/$t.server.log" ] || show_log "$work/$t.server.log"
+    [ "${HTTP[$t]}" != FAIL ] || [ ! -f "$work/$t.server.log" ] || show_log "$work/$t.server.log"
   fi
 done
 
