@@ -95,8 +95,8 @@ def elf_differences(a_bytes, b_bytes):
         return []
     try:
         a, b = Elf(a_bytes), Elf(b_bytes)
-    except (NotElf, struct.error) as e:
-        return [f"(whole file: {e})"]
+    except (NotElf, struct.error):
+        return [f"contents differ ({len(a_bytes)} vs {len(b_bytes)} bytes, not both ELF)"]
     out = []
     if a_bytes[:a.ehsize] != b_bytes[:b.ehsize]:
         out.append("(ELF header)")
