@@ -493,6 +493,8 @@ installer="$distrib/$APP-installer.sh"
 install_result=PASS
 http_port=""
 if [ -f "$installer" ]; then
+  # Created here, not by the background job's redirection: the loop below may read it first.
+  : >"$work/http.stdout"
   python3 -u -m http.server --bind 127.0.0.1 0 --directory "$distrib" >"$work/http.stdout" 2>>"$work/http.log" &
   http_pid=$!
   pids+=("$http_pid")
