@@ -15,9 +15,18 @@
 # it; GitHub's runners have it) is built with nightly `-Zbuild-std`, and zig supplies musl's
 # start files (`-Clink-self-contained=no`), since the self-contained ones come with rust-std.
 #
+# Reproducible binaries: every build also gets `--remap-path-prefix` for the three absolute
+# directories whose paths rustc could write into a binary (panic locations, `file!()`): this
+# checkout (-> /build/vrypt-server), CARGO_HOME, where the crates.io sources are (-> /cargo),
+# and the toolchain's rust-src, compiled by -Zbuild-std (-> /rustc/<commit>, the path the
+# prebuilt std already carries). The same source, toolchain and tools then give the same bytes
+# wherever the checkout, CARGO_HOME, RUSTUP_HOME and the target dir are; release-check.sh checks it.
+# (Cargo's `trim-paths` would do this, but it is not stable; RUSTFLAGS is what dist passes on.)
+#
 # Used by .github/build-setup.yml (GitHub release workflow) and scripts/release-check.sh.
 set -euo pipefail
 
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 real_cargo=${VRYPT_REAL_CARGO:-cargo}
 min_glibc=${VRYPT_MIN_GLIBC:-2.17}
 # cargo-zigbuild runs "$CARGO" itself: it must find the real cargo, not this wrapper.
@@ -60,5 +69,26 @@ case "$target" in
     ;;
 esac
 
-echo "dist-cargo: $real_cargo ${args[*]}" >&2
+# After the case above: RUSTUP_TOOLCHAIN decides which sysroot this build uses.
+sysroot=$(rustc --print sysroot)
+commit=$(rustc -vV | sed -n 's/^commit-hash: //p')
+remap=(
+  "$repo=/build/vrypt-server"
+  "${CARGO_HOME:-$HOME/.cargo}=/cargo"
+  "$sysroot/lib/rustlib/src/rust=/rustc/${commit:-unknown}"
+)
+rustflags=${RUSTFLAGS:-}
+for pair in "${remap[@]}"; do
+  # RUSTFLAGS is split at whitespace: a path containing any cannot be passed this way.
+  case "$pair" in
+    *[[:space:]]*)
+      echo "dist-cargo: cannot remap '$pair': the path contains whitespace" >&2
+      exit 1
+      ;;
+  esac
+  rustflags+=" --remap-path-prefix=$pair"
+done
+export RUSTFLAGS="${rustflags# }"
+
+echo "dist-cargo: RUSTFLAGS=$RUSTFLAGS $real_cargo ${args[*]}" >&2
 exec "$real_cargo" "${args[@]}"

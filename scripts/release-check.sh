@@ -6,19 +6,27 @@
 #
 # On a fresh x86_64 Debian/Ubuntu machine with rustup it first installs what is missing
 # (qemu-user-static, the Debian cross glibc runtimes, cargo-zigbuild + zig, rust targets,
-# nightly + rust-src where armv7 musl has no prebuilt std, the pinned cargo-dist), then:
-#   1. dist generate --check, dist plan
-#   2. dist build for each of the eight targets, then the global artifacts
-#      (shell installer, sha256.sum, source tarball)
+# nightly + rust-src where armv7 musl has no prebuilt std, the pinned cargo-dist,
+# cargo-auditable and cargo-cyclonedx; scripts/lib/dist-tools.sh), then:
+#   1. dist generate --check, dist plan (eight archives and the SBOM planned)
+#   2. dist build for each of the eight targets from clean target directories (dist's
+#      profile directories are removed first), then the global artifacts (shell installer,
+#      sha256.sum, source tarball), then the SBOM with `cargo cyclonedx` as the release
+#      workflow makes it; the SBOM must be CycloneDX and list mio, socket2, libc, lexopt
 #   3. verifies every checksum (per-archive .sha256 and sha256.sum)
-#   4. unpacks each archive and runs its binary on 127.0.0.1, natively or under qemu-user:
+#   4. scripts/repro-check.sh: rebuilds every target twice more (a copy of the checkout and the
+#      unpacked source.tar.gz, at other paths, clean target directories) and requires the same
+#      binary and archive contents as step 2, and no local absolute path in any binary
+#   5. unpacks each archive and runs its binary on 127.0.0.1, natively or under qemu-user:
 #      --version, a GET (status line, headers, body), a pipelined HEAD+GET pair answered
 #      in order, and a clean SIGTERM exit with status 0
-#   5. musl binaries must be static; gnu binaries must need no glibc newer than 2.17
-#   6. installs with the generated shell installer from a local HTTP server (offline),
+#   6. musl binaries must be static; gnu binaries must need no glibc newer than 2.17; every
+#      binary must carry cargo-auditable's `.dep-v0` section, decoding to a dependency list
+#      with mio, socket2, libc and lexopt (scripts/release_check.py dep-v0)
+#   7. installs with the generated shell installer from a local HTTP server (offline),
 #      then runs the installed binary the same way
-#   7. prints one table: target, archive size, binary size, linkage, glibc needed, HTTP
-#      check, result
+#   8. prints one table: target, archive size, binary size, linkage, glibc needed, HTTP
+#      check, .dep-v0, reproducible, result
 # Exits non-zero when anything fails; a target that could not be checked counts as failed.
 # Environment: VRYPT_MIN_GLIBC (default 2.17) is the newest glibc a gnu build may need.
 set -euo pipefail
@@ -31,6 +39,8 @@ readonly TARGETS=(
 )
 readonly APP=vrypt-server
 readonly MAX_GLIBC=${VRYPT_MIN_GLIBC:-2.17}
+# Crates that the embedded dependency list and the SBOM must both name.
+readonly DEP_CRATES=(mio socket2 libc lexopt)
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -64,6 +74,8 @@ show_log() { tail -n 25 "$1" | sed 's/^/    | /'; }
 
 # shellcheck source=scripts/lib/install.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/install.sh"
+# shellcheck source=scripts/lib/dist-tools.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/dist-tools.sh"
 
 setup() {
   local need=()
@@ -77,49 +89,16 @@ setup() {
   command -v git >/dev/null 2>&1 || need+=(git)
   ((${#need[@]} == 0)) || apt_install --no-recommends "${need[@]}"
 
-  # cargo-zigbuild, zig, rust targets, nightly for armv7 musl when needed, host cc, python3.
-  "$repo/scripts/build-target.sh" --setup "${TARGETS[@]}"
-  local dir # where pip put cargo-zigbuild (see build-target.sh)
-  for dir in "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')" \
-    "$(python3 -m site --user-base)/bin"; do
-    case ":$PATH:" in *":$dir:"*) ;; *) export PATH="$PATH:$dir" ;; esac
-  done
-
-  local want have
-  want=$(sed -n 's/^cargo-dist-version *= *"\(.*\)"/\1/p' dist-workspace.toml)
-  [ -n "$want" ] || {
-    fail "setup: no cargo-dist-version in dist-workspace.toml"
+  # cargo-zigbuild + zig, the rust targets (nightly + rust-src where armv7 musl has no
+  # prebuilt std), the pinned cargo-dist, cargo-auditable and cargo-cyclonedx, and the
+  # rustup shim for armv7 musl where needed (scripts/lib/dist-tools.sh).
+  if ! dist_tools_setup "$repo" "$work/shim" "${TARGETS[@]}"; then
+    fail "setup: the dist tools could not be installed"
     exit 1
-  }
-  have=$(dist --version 2>/dev/null || true)
-  if [ "$have" != "cargo-dist $want" ]; then
-    say "cargo install cargo-dist --locked --version $want (found: ${have:-none}; ~10 min)"
-    cargo install cargo-dist --locked --version "$want"
   fi
-  [ "$(dist --version)" = "cargo-dist $want" ] || {
-    fail "setup: dist is not $want"
-    exit 1
-  }
-
-  # dist builds every *-linux-gnu* target through this wrapper: glibc 2.17 via zigbuild.
+  # dist builds every target through this wrapper: glibc 2.17 via zigbuild for gnu, and
+  # --remap-path-prefix for all (reproducible binaries).
   export CARGO="$repo/scripts/dist-cargo.sh"
-
-  # dist runs `rustup target add` before each cross build; where the toolchain has no
-  # armv7-musl std (see build-target.sh), skip just that call: dist-cargo.sh builds std.
-  local sysroot real_rustup
-  sysroot=$(rustc --print sysroot)
-  if [ ! -d "$sysroot/lib/rustlib/armv7-unknown-linux-musleabihf/lib" ]; then
-    real_rustup=$(command -v rustup)
-    mkdir -p "$work/shim"
-    cat >"$work/shim/rustup" <<SHIM
-#!/bin/sh
-if [ "\$1 \$2 \$3" = "target add armv7-unknown-linux-musleabihf" ]; then exit 0; fi
-exec "$real_rustup" "\$@"
-SHIM
-    chmod +x "$work/shim/rustup"
-    export PATH="$work/shim:$PATH"
-    say "armv7-unknown-linux-musleabihf: no prebuilt std, dist will build it with nightly"
-  fi
   pass "setup ($((SECONDS - started)) s)"
 }
 
@@ -287,7 +266,7 @@ serve_check() {
 
 human() { awk -v b="$1" 'BEGIN { printf "%.1f KiB", b / 1024 }'; }
 
-declare -A BUILT ARCHIVE_SIZE BIN_SIZE LINKAGE GLIBC HTTP RESULT WHY
+declare -A BUILT ARCHIVE_SIZE BIN_SIZE LINKAGE GLIBC HTTP DEPS REPRO REPRO_WHY RESULT WHY
 
 check_target() {
   local t=$1
@@ -298,6 +277,7 @@ check_target() {
   LINKAGE[$t]=-
   GLIBC[$t]=-
   HTTP[$t]=-
+  DEPS[$t]=-
   if [ "${BUILT[$t]}" != yes ]; then
     RESULT[$t]=FAIL
     WHY[$t]="dist build failed"
@@ -349,6 +329,16 @@ check_target() {
       fi
       ;;
   esac
+  # The dependency list cargo-auditable embedded, read back from the binary users get.
+  if verdict=$(python3 "$repo/scripts/release_check.py" dep-v0 "$bin" "${DEP_CRATES[@]}"); then
+    DEPS[$t]=ok
+  else
+    DEPS[$t]=FAIL
+    problems+=("dep-v0: $verdict")
+  fi
+  if [ "${REPRO[$t]:-FAIL}" != PASS ]; then
+    problems+=("not reproducible: ${REPRO_WHY[$t]:-repro-check.sh gave no result}")
+  fi
   read -r -a runner <<<"$(runner_for "$t")"
   if verdict=$(serve_check "$t" "$work/$t.server.log" "${runner[@]}" "$bin"); then
     HTTP[$t]=ok
@@ -379,13 +369,23 @@ else
 fi
 if dist plan >"$work/plan.log" 2>&1; then
   pass "dist plan ($(grep -c '\.tar\.xz$' "$work/plan.log") archives planned)"
+  if grep -qx " *$APP\.cdx\.xml" "$work/plan.log"; then
+    pass "dist plan lists the SBOM $APP.cdx.xml (cargo-cyclonedx = true)"
+  else
+    fail "dist plan does not list $APP.cdx.xml: is cargo-cyclonedx = true in dist-workspace.toml?"
+  fi
 else
   fail "dist plan"
   show_log "$work/plan.log"
 fi
 
-# 2. Build each target's archive, then the global artifacts from their manifests.
-rm -rf "$distrib"
+# 2. Build each target's archive, then the global artifacts from their manifests. Build 1 of
+# the reproducibility check (step 4), so from clean target directories: remove what earlier
+# dist-profile builds left (other profiles are left alone).
+target_dir=$(cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+rm -rf "$distrib" "$target_dir/dist"
+for t in "${TARGETS[@]}"; do rm -rf "${target_dir:?}/$t/dist"; done
 mkdir -p "$work/manifests"
 for t in "${TARGETS[@]}"; do
   t0=$SECONDS
@@ -409,6 +409,17 @@ else
   fail "dist build --artifacts=global"
   show_log "$work/global.log"
 fi
+# The SBOM, made the way the release workflow's global job makes it (dist 0.34 leaves this to
+# the workflow): `cargo cyclonedx`, then the file moves into target/distrib/.
+rm -f "$repo/$APP.cdx.xml"
+verdict=""
+if cargo cyclonedx -v >"$work/cyclonedx.log" 2>&1 && mv "$repo/$APP.cdx.xml" "$distrib/" &&
+  verdict=$(python3 "$repo/scripts/release_check.py" sbom "$distrib/$APP.cdx.xml" "${DEP_CRATES[@]}"); then
+  pass "SBOM $APP.cdx.xml: $verdict"
+else
+  fail "SBOM: cargo cyclonedx did not give a CycloneDX $APP.cdx.xml listing ${DEP_CRATES[*]}${verdict:+: $verdict}"
+  show_log "$work/cyclonedx.log"
+fi
 
 # 3. sha256.sum must cover all eight archives and match them.
 sums_ok=1
@@ -421,7 +432,20 @@ else
   fail "sha256.sum is missing archives or does not match"
 fi
 
-# 4./5. Every archive, one by one.
+# 4. Reproducible binaries: two more clean builds of every target, compared with build 1.
+if "$repo/scripts/repro-check.sh" --results "$work/repro.tsv" "${TARGETS[@]}"; then
+  pass "reproducible builds (scripts/repro-check.sh)"
+else
+  fail "reproducible builds (scripts/repro-check.sh)"
+fi
+if [ -f "$work/repro.tsv" ]; then
+  while IFS=$'\t' read -r t result why; do
+    REPRO[$t]=$result
+    REPRO_WHY[$t]=$why
+  done <"$work/repro.tsv"
+fi
+
+# 5./6. Every archive, one by one.
 write_http_checker
 for t in "${TARGETS[@]}"; do
   check_target "$t"
@@ -429,11 +453,11 @@ for t in "${TARGETS[@]}"; do
     pass "$t"
   else
     fail "$t: ${WHY[$t]}"
-    [ ! -f "$work/$t.server.log" ] || show_log "$work/$t.server.log"
+    [ "${HTTP[$t]}" != FAIL ] || [ ! -f "$work/$t.server.log" ] || show_log "$work/$t.server.log"
   fi
 done
 
-# 6. The shell installer, fetching from a local server only (the download URL is overridden):
+# 7. The shell installer, fetching from a local server only (the download URL is overridden):
 # once as this machine is, once with an `ldd` that reports glibc 2.12, where it must fall back
 # to the static musl archive.
 # install_check LABEL WANT_ARCHIVE [PATH_PREFIX]: run the installer, check what it fetched and
@@ -469,6 +493,8 @@ installer="$distrib/$APP-installer.sh"
 install_result=PASS
 http_port=""
 if [ -f "$installer" ]; then
+  # Created here, not by the background job's redirection: the loop below may read it first.
+  : >"$work/http.stdout"
   python3 -u -m http.server --bind 127.0.0.1 0 --directory "$distrib" >"$work/http.stdout" 2>>"$work/http.log" &
   http_pid=$!
   pids+=("$http_pid")
@@ -491,15 +517,18 @@ else
   wait "$http_pid" 2>/dev/null || true
 fi
 
-# 7. The table.
+# 8. The table.
 echo
-printf '%-31s %12s %12s %-10s %-12s %-5s %s\n' target archive binary linkage "glibc needed" HTTP result
-printf '%-31s %12s %12s %-10s %-12s %-5s %s\n' ------ ------- ------ ------- ------------ ---- ------
+row() { printf '%-31s %11s %11s %-10s %-6s %-4s %-6s %-8s %s\n' "$@"; }
+row target archive binary linkage glibc HTTP dep-v0 repro result
+row ------ ------- ------ ------- ----- ---- ------ ----- ------
 for t in "${TARGETS[@]}"; do
-  printf '%-31s %12s %12s %-10s %-12s %-5s %s\n' "$t" "${ARCHIVE_SIZE[$t]}" "${BIN_SIZE[$t]}" \
-    "${LINKAGE[$t]}" "${GLIBC[$t]}" "${HTTP[$t]}" "${RESULT[$t]}"
+  repro=${REPRO[$t]:-FAIL}
+  [ "$repro" != PASS ] || repro=same
+  row "$t" "${ARCHIVE_SIZE[$t]}" "${BIN_SIZE[$t]}" "${LINKAGE[$t]}" "${GLIBC[$t]}" \
+    "${HTTP[$t]}" "${DEPS[$t]}" "$repro" "${RESULT[$t]}"
 done
-printf '%-31s %12s %12s %-10s %-12s %-5s %s\n' "shell installer (2 runs)" - - - - - "$install_result"
+row "shell installer (2 runs)" - - - - - - - "$install_result"
 echo
 say "runtime $((SECONDS - started)) s"
 echo "release-check: $passed passed, $failed failed"
