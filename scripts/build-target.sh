@@ -19,13 +19,10 @@
 # Idempotent: installed tools at the pinned versions are left alone. Logs go to stderr.
 set -euo pipefail
 
-readonly ALL_TARGETS=(
-  x86_64-unknown-linux-gnu x86_64-unknown-linux-musl
-  i686-unknown-linux-gnu i686-unknown-linux-musl
-  aarch64-unknown-linux-gnu aarch64-unknown-linux-musl
-  armv7-unknown-linux-gnueabihf armv7-unknown-linux-musleabihf
-)
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib/targets.sh
+source "$repo/scripts/lib/targets.sh"
+readonly ALL_TARGETS=("${RELEASE_TARGETS[@]}")
 # cargo-zigbuild and ziglang (zig) pins, one file for every place that installs them.
 readonly ZIGBUILD_REQUIREMENTS=$repo/.ci/requirements-zigbuild.txt
 ZIGBUILD_VERSION=$(sed -n 's/^cargo-zigbuild==\([^ ]*\)$/\1/p' "$ZIGBUILD_REQUIREMENTS")

@@ -31,18 +31,15 @@
 # Environment: VRYPT_MIN_GLIBC (default 2.17) is the newest glibc a gnu build may need.
 set -euo pipefail
 
-readonly TARGETS=(
-  x86_64-unknown-linux-gnu x86_64-unknown-linux-musl
-  i686-unknown-linux-gnu i686-unknown-linux-musl
-  aarch64-unknown-linux-gnu aarch64-unknown-linux-musl
-  armv7-unknown-linux-gnueabihf armv7-unknown-linux-musleabihf
-)
 readonly APP=vrypt-server
 readonly MAX_GLIBC=${VRYPT_MIN_GLIBC:-2.17}
 # Crates that the embedded dependency list and the SBOM must both name.
 readonly DEP_CRATES=(mio socket2 libc lexopt)
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib/targets.sh
+source "$repo/scripts/lib/targets.sh"
+readonly TARGETS=("${RELEASE_TARGETS[@]}")
 cd "$repo"
 distrib="$repo/target/distrib"
 work=$(mktemp -d "${TMPDIR:-/tmp}/release-check.XXXXXX")
@@ -369,6 +366,13 @@ else
 fi
 if dist plan >"$work/plan.log" 2>&1; then
   pass "dist plan ($(grep -c '\.tar\.xz$' "$work/plan.log") archives planned)"
+  planned=$(grep -o "$APP-[a-z0-9_]*-[a-z0-9_-]*\.tar\.xz" "$work/plan.log" | sed "s/^$APP-//; s/\.tar\.xz$//" | sort -u | tr '\n' ' ')
+  listed=$(printf '%s\n' "${TARGETS[@]}" | sort | tr '\n' ' ')
+  if [ "$planned" = "$listed" ]; then
+    pass "dist plan's targets are scripts/lib/targets.sh's"
+  else
+    fail "dist plan's targets ($planned) are not scripts/lib/targets.sh's ($listed)"
+  fi
   if grep -qx " *$APP\.cdx\.xml" "$work/plan.log"; then
     pass "dist plan lists the SBOM $APP.cdx.xml (cargo-cyclonedx = true)"
   else

@@ -30,15 +30,12 @@
 # --results FILE: also write one "TRIPLE<TAB>PASS|FAIL<TAB>summary" line per target.
 set -euo pipefail
 
-readonly ALL_TARGETS=(
-  x86_64-unknown-linux-gnu x86_64-unknown-linux-musl
-  i686-unknown-linux-gnu i686-unknown-linux-musl
-  aarch64-unknown-linux-gnu aarch64-unknown-linux-musl
-  armv7-unknown-linux-gnueabihf armv7-unknown-linux-musleabihf
-)
 readonly APP=vrypt-server
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib/targets.sh
+source "$repo/scripts/lib/targets.sh"
+readonly ALL_TARGETS=("${RELEASE_TARGETS[@]}")
 cd "$repo"
 # shellcheck source=scripts/lib/check.sh
 source "$repo/scripts/lib/check.sh"
