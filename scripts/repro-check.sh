@@ -86,7 +86,8 @@ git -C "$repo" ls-files -z --cached --others --exclude-standard |
 source_tree=""
 source_skip=""
 if [ ! -f "$distrib/source.tar.gz" ]; then
-  source_skip="no $distrib/source.tar.gz (dist build --artifacts=global makes it)"
+  # The release publishes it: a build that no longer makes it is a failure, not a skip.
+  die "no $distrib/source.tar.gz (dist build --artifacts=global makes it)"
 elif ! git -C "$repo" diff --quiet HEAD --; then
   source_skip="tracked files differ from HEAD, and source.tar.gz is HEAD: commit, then rerun"
 else
