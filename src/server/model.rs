@@ -32,6 +32,7 @@
 
 use super::conn::{replay, Conn, Pools, State, Step};
 use super::deadline::{next_timer, TimerChange};
+use super::delay::DelaySpec;
 use super::drive::{drive, Outcome, Resources, Socket, READS_PER_TURN};
 use super::output::{OUTPUT_CAP, QUEUE_SLOTS};
 use super::timer::TimerKind;
@@ -57,6 +58,9 @@ const FINAL_DRIVES: usize = 3;
 const FINAL_TIMERS: usize = 6;
 /// Events read from one scenario at most.
 const MAX_EVENTS: usize = 400;
+/// `--delay` of the scenarios that have one (µs on the model's clock); a `Wake`
+/// moves the clock on by as much.
+const DELAY_US: u64 = 1_000;
 /// Request content sizes the generator picks from.
 const SIZES: [usize; 12] = [
     0, 1, 5, 64, 1000, 16_384, 32_767, 40_000, 65_536, 100_000, 200_000, 3,
@@ -658,6 +662,9 @@ enum Event {
     Drive,
     /// The clock moves on a second (the templates' `Date` changes).
     Tick,
+    /// The clock moves on by [`DELAY_US`]; the worker drives the connection if the
+    /// delay of its next answer is over then (`Worker::expire_delays`).
+    Wake,
     /// The next system call on the socket fails with `EINTR`.
     Interrupt,
     /// The server starts its graceful shutdown.
@@ -710,7 +717,8 @@ fn decode_event(src: &mut Src<'_>, chaos: u8) -> Event {
             ready,
         ),
         175..=219 => Event::Drive,
-        220..=229 => Event::Tick,
+        220..=224 => Event::Tick,
+        225..=229 => Event::Wake,
         230..=239 => Event::Interrupt,
         240..=245 => Event::Shutdown,
         246..=249 => Event::Timer,
@@ -916,6 +924,7 @@ impl<'a> Model<'a> {
         let max_head = if c & 4 != 0 { 128 } else { 8192 };
         let final_eof = c & 8 == 0;
         let chaos = (c >> 4) & 3;
+        let delayed = c & 64 != 0;
         let mut client = Client {
             stream: Vec::new(),
             max_head,
@@ -981,9 +990,9 @@ impl<'a> Model<'a> {
                 ready: true,
                 chaos: None,
                 rng: crate::rng::Rng::for_worker(0, 0),
-                delay: None,
+                delay: delayed.then_some(DelaySpec::Fixed(DELAY_US)),
                 now_us: 0,
-                delay_configured: false,
+                delay_configured: delayed,
                 faults_configured: false,
             },
             // Armed at accept, as the worker does.
@@ -1066,7 +1075,12 @@ impl<'a> Model<'a> {
         // read again; timers and the shutdown keep what the last read found.
         if !matches!(
             ev,
-            Event::Timer | Event::Tick | Event::Interrupt | Event::Shutdown | Event::Final
+            Event::Timer
+                | Event::Tick
+                | Event::Wake
+                | Event::Interrupt
+                | Event::Shutdown
+                | Event::Final
         ) {
             self.drained = false;
         }
@@ -1088,6 +1102,7 @@ impl<'a> Model<'a> {
                 self.secs += 1;
                 self.res.templates.refresh_date(self.secs);
             }
+            Event::Wake => self.wake(),
             Event::Interrupt => self.sock.interrupt = true,
             Event::Shutdown => self.shutdown(),
             Event::Timer => self.expire(),
@@ -1101,8 +1116,11 @@ impl<'a> Model<'a> {
             Event::Reset => {
                 self.sock.reset = true;
                 self.abrupt = true;
-                // The reset is reported as an event (EPOLLERR | EPOLLHUP).
+                // The reset is reported as an event (EPOLLERR | EPOLLHUP). A connection
+                // whose next answer waits for its delay makes no system call until
+                // then, and sees the reset when the delay is over.
                 self.drive();
+                self.wake_all();
                 if self.conn.is_some() {
                     self.fail("liveness: the event reporting a reset did not close the connection");
                 }
@@ -1132,7 +1150,7 @@ impl<'a> Model<'a> {
             let busy = match outcome {
                 Outcome::Busy(progress) => {
                     if let TimerChange::Start(kind) =
-                        next_timer(self.timer, conn.waiting(0), progress)
+                        next_timer(self.timer, conn.waiting(self.res.now_us), progress)
                     {
                         self.timer = Some(kind);
                     }
@@ -1167,7 +1185,8 @@ impl<'a> Model<'a> {
         let pending = conn.pending_output();
         match outcome {
             Outcome::Waiting(progress) => {
-                if let TimerChange::Start(kind) = next_timer(self.timer, conn.waiting(0), progress)
+                if let TimerChange::Start(kind) =
+                    next_timer(self.timer, conn.waiting(self.res.now_us), progress)
                 {
                     self.timer = Some(kind);
                 }
@@ -1184,7 +1203,8 @@ impl<'a> Model<'a> {
                         if s.eof { " and EOF" } else { "" }
                     ));
                 }
-                if !s.reset && pending > 0 && s.capacity > 0 {
+                let delayed = conn.delayed_until(self.res.now_us).is_some();
+                if !s.reset && pending > 0 && s.capacity > 0 && !delayed {
                     self.fail(&format!(
                         "edge-triggered stall: the connection waits with {pending} bytes \
                          unsent while the socket takes {} more",
@@ -1237,6 +1257,8 @@ impl<'a> Model<'a> {
             return; // a worker drains once
         }
         self.drain_at = Some(self.sock.arrived);
+        // `Worker::begin_drain`: answers queued from now on are not delayed.
+        self.res.delay = None;
         let unread = self.sock.unread() as u64;
         let Some(conn) = self.conn.as_mut() else {
             return;
@@ -1250,6 +1272,38 @@ impl<'a> Model<'a> {
         }
     }
 
+    /// `Worker::expire_delays` for this connection: the clock moves on, and a
+    /// connection whose next answer was waiting for its delay and is due now is
+    /// driven (keeping what it knows about its socket).
+    fn wake(&mut self) {
+        let before = self.res.now_us;
+        self.res.now_us += DELAY_US;
+        let due = self.conn.as_ref().is_some_and(|c| {
+            c.delayed_until(before)
+                .is_some_and(|t| t <= self.res.now_us)
+        });
+        if due {
+            self.drive();
+        }
+    }
+
+    /// Time passes until the connection waits for no delay: each time its next answer
+    /// is due, it is driven (which may queue more answers, each with its delay).
+    fn wake_all(&mut self) {
+        for _ in 0..10_000 {
+            let Some(t) = self
+                .conn
+                .as_ref()
+                .and_then(|c| c.delayed_until(self.res.now_us))
+            else {
+                return;
+            };
+            self.res.now_us = t;
+            self.drive();
+        }
+        self.fail("delays: still waiting for a delay after 10,000 wake-ups");
+    }
+
     /// `Worker::expire_timers` for this connection.
     fn expire(&mut self) {
         if self.timer.take().is_none() {
@@ -1258,7 +1312,7 @@ impl<'a> Model<'a> {
         let Some(conn) = self.conn.as_mut() else {
             return;
         };
-        let waited = conn.waiting(0);
+        let waited = conn.waiting(self.res.now_us);
         let pending = conn.pending_output();
         let (mut ctx, _) = self.res.ctx(false);
         if conn.on_timeout(waited, &mut ctx) {
@@ -1325,7 +1379,8 @@ impl<'a> Model<'a> {
                     self.big_input
                 ));
             }
-            if self.timer.is_none() {
+            // A connection waiting for its delay is woken by the worker's delay heap.
+            if self.timer.is_none() && conn.delayed_until(self.res.now_us).is_none() {
                 self.fail("liveness: an open connection has no timer");
             }
             self.used_input |= held > 0;
@@ -1509,6 +1564,9 @@ impl<'a> Model<'a> {
     fn finish(&mut self) {
         if self.conn.is_some() {
             self.events.push(Event::Final);
+            // Every delay is over (and after each final event, those of the answers it
+            // queued): a delayed answer the final drives do not send is a lost wake-up.
+            self.wake_all();
             self.sock.arrived = self.sock.end;
             self.sock.capacity = usize::MAX;
             if self.final_eof {
@@ -1519,6 +1577,7 @@ impl<'a> Model<'a> {
                 for _ in 0..drives {
                     if self.conn.is_some() {
                         self.step(Event::Drive);
+                        self.wake_all();
                     }
                 }
                 if self.conn.is_some() {
@@ -1531,6 +1590,7 @@ impl<'a> Model<'a> {
                 for _ in 0..2 {
                     if self.conn.is_some() {
                         self.step(Event::Drive);
+                        self.wake_all();
                     }
                 }
                 if let (Some(conn), Some(_)) = (&self.conn, self.drain_at) {
@@ -1547,6 +1607,7 @@ impl<'a> Model<'a> {
                 for _ in 0..FINAL_TIMERS {
                     if self.conn.is_some() {
                         self.step(Event::Timer);
+                        self.wake_all();
                     }
                 }
                 if self.conn.is_some() {
