@@ -368,14 +368,7 @@ fn dual_stack_default_address() {
 
 #[test]
 fn many_workers_share_the_port() {
-    let s = Server::start_with(common::command().args([
-        "--listen",
-        "127.0.0.1:0",
-        "--workers",
-        "4",
-        "--statsd",
-        "off",
-    ]));
+    let s = Server::start_with(&mut common::local_command("4"));
     let handles: Vec<_> = (0..8)
         .map(|_| {
             let addr = SocketAddr::from(([127, 0, 0, 1], s.port()));

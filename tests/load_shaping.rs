@@ -218,15 +218,7 @@ fn templates_name_the_host_and_the_worker_that_answered() {
         .trim()
         .to_string();
     let server = Server::start_with(
-        common::command()
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--workers",
-                "2",
-                "--statsd",
-                "off",
-            ])
+        common::local_command("2")
             .args(["--header", "X-Served-By: {hostname}/{worker}"])
             .args(["--header", "X-Zone: {env:VRYPT_TEST_ZONE}"])
             .args(["--body", "v={version} w={worker} {{literal}} {\"json\":1}"])

@@ -142,9 +142,8 @@ fn with_nofile(cmd: &mut std::process::Command, n: u64) -> &mut std::process::Co
 
 #[test]
 fn descriptor_exhaustion_neither_spins_nor_stops_accepting() {
-    let mut cmd = command();
-    cmd.args(common::LOCAL_ONE_WORKER)
-        .args(["--idle-timeout", "30s"]);
+    let mut cmd = common::local_command("1");
+    cmd.args(["--idle-timeout", "30s"]);
     let s = Server::start_with(with_nofile(&mut cmd, 32));
     // Hold more connections than the server has descriptors.
     let mut held = Vec::new();
@@ -266,16 +265,7 @@ fn graceful_shutdown_finishes_in_flight_requests() {
 
 #[test]
 fn busy_keep_alive_clients_lose_no_response_at_sigterm() {
-    let mut s = Server::start_with(command().args([
-        "--listen",
-        "127.0.0.1:0",
-        "--workers",
-        "2",
-        "--statsd",
-        "off",
-        "--shutdown-timeout",
-        "5s",
-    ]));
+    let mut s = Server::start_with(common::local_command("2").args(["--shutdown-timeout", "5s"]));
     let addr = s.addr;
     // Each client keeps a request in flight at all times: it sends the next request's
     // head in two parts, so at any moment the server holds a partial request.

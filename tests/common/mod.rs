@@ -19,15 +19,20 @@ pub struct Server {
     pub log: Arc<Mutex<String>>,
 }
 
-/// 127.0.0.1 on a kernel-chosen port, one worker, no StatsD: the base of most tests.
-pub const LOCAL_ONE_WORKER: [&str; 6] = [
-    "--listen",
-    "127.0.0.1:0",
-    "--workers",
-    "1",
-    "--statsd",
-    "off",
-];
+/// `command()` on 127.0.0.1 with a kernel-chosen port, `workers` workers and no
+/// StatsD: the base of most tests (`Server::start` uses one worker).
+pub fn local_command(workers: &str) -> Command {
+    let mut cmd = command();
+    cmd.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        workers,
+        "--statsd",
+        "off",
+    ]);
+    cmd
+}
 
 /// A command for the binary with a clean environment (no VRYPT_* or PORT from the caller).
 pub fn command() -> Command {
@@ -44,7 +49,7 @@ impl Server {
     /// Starts the server on 127.0.0.1 with a kernel-chosen port, one worker and no
     /// StatsD, plus `args`.
     pub fn start(args: &[&str]) -> Server {
-        Server::start_with(command().args(LOCAL_ONE_WORKER).args(args))
+        Server::start_with(local_command("1").args(args))
     }
 
     /// Starts a prepared command and waits for its `event=listening` line.
