@@ -479,3 +479,72 @@ fn bare_port_argument_and_port_env() {
     assert_eq!(c.response(false).status, 200);
     assert_eq!(s.port(), free);
 }
+
+/// At `--max-connections`, a connection waiting in the kernel's accept queue when
+/// SIGTERM arrives was promised an answer by the kernel: the drain accepts it past
+/// the limit and answers it, rather than resetting it by closing the listener.
+#[test]
+fn shutdown_at_max_connections_answers_the_queued_connection() {
+    let mut s = Server::start_with(common::local_command("1").args([
+        "--max-connections",
+        "2",
+        "--shutdown-timeout",
+        "5s",
+    ]));
+    let mut open: Vec<Client> = (0..2).map(|_| s.connect()).collect();
+    for c in open.iter_mut() {
+        c.send(GET);
+        assert_eq!(c.response(false).status, 200);
+    }
+    let mut queued = s.connect();
+    queued
+        .stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    queued.send(GET);
+    assert!(
+        queued.try_response(false).is_none(),
+        "served beyond --max-connections before the shutdown"
+    );
+    queued
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    s.signal(libc::SIGTERM);
+    let r = match queued.next_response(false) {
+        common::Next::Response(r) => r,
+        other => panic!("the queued connection at SIGTERM: {other:?}"),
+    };
+    assert_eq!((r.status, r.header("Connection")), (200, Some("close")));
+    assert!(queued.closed());
+    for c in open.iter_mut() {
+        assert!(c.closed(), "an idle connection was left open by the drain");
+    }
+    // The clients close too (the server lingers until they do).
+    drop((queued, open));
+    s.assert_exits_cleanly(Duration::from_secs(3));
+}
+
+/// An empty line after the last request is not a request in flight: the drain
+/// closes that connection at once instead of waiting for the shutdown timeout.
+#[test]
+fn shutdown_does_not_wait_for_a_connection_that_sent_only_an_empty_line() {
+    let mut s = Server::start(&["--shutdown-timeout", "5s"]);
+    let mut c = s.connect();
+    c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n\r\n");
+    assert_eq!(c.response(false).status, 200);
+    let mut late = s.connect();
+    late.send(GET);
+    assert_eq!(late.response(false).status, 200);
+    late.send(b"\r\n");
+    thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    s.signal(libc::SIGTERM);
+    assert!(c.closed() && late.closed());
+    s.assert_exits_cleanly(Duration::from_secs(5));
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "the drain took {:?}: it waited for a request that was never begun",
+        t.elapsed()
+    );
+}

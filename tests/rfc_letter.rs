@@ -5,6 +5,7 @@
 mod common;
 
 use common::{Ending, Next, Server, IO_TIMEOUT};
+use std::io::Write;
 use std::time::Duration;
 
 /// Sends `req` and expects `status` with `Connection: close`, then the close.
@@ -234,4 +235,74 @@ fn target_with_raw_high_byte_gets_400() {
         req.extend_from_slice(b"b HTTP/1.1\r\nHost: a\r\n\r\n");
         rejected(&s, &req, 400);
     }
+}
+
+/// RFC 9112 §2.2: older clients send an extra CRLF after a POST body, and a server
+/// SHOULD ignore empty lines before a request line. They are not the start of a
+/// request: no 408 when the header timeout passes, and the next request on the
+/// connection is answered.
+#[test]
+fn extra_crlf_after_a_post_body_is_not_a_request() {
+    let s = Server::start(&["--header-timeout", "500ms", "--idle-timeout", "5s"]);
+    let mut c = s.connect();
+    c.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc\r\n");
+    assert_eq!(c.response(false).status, 200);
+    // Three times the header timeout: the empty line got no 408 and no close.
+    assert_eq!(c.ending(Duration::from_millis(1500)), Ending::Open);
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    let r = c.response(false);
+    assert_eq!((r.status, r.header("Connection")), (200, None));
+}
+
+/// Empty lines are ignored, but they are not activity either: a client that sends
+/// only CRLFs is closed at the idle timeout after its last answer, without a
+/// response, however often it sends them.
+#[test]
+fn empty_lines_do_not_extend_the_idle_timeout() {
+    let s = Server::start(&["--idle-timeout", "1s"]);
+    let mut c = s.connect();
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(c.response(false).status, 200);
+    let answered = std::time::Instant::now();
+    let end = loop {
+        // A CRLF every 200 ms, for at most 4 s (four idle timeouts).
+        if answered.elapsed() > Duration::from_secs(4) {
+            break Ending::Open;
+        }
+        if c.stream.write_all(b"\r\n").is_err() {
+            break Ending::Reset;
+        }
+        match c.ending(Duration::from_millis(200)) {
+            Ending::Open => {}
+            other => break other,
+        }
+    };
+    let waited = answered.elapsed();
+    assert!(
+        matches!(end, Ending::Eof | Ending::Reset),
+        "after {waited:?} of CRLFs: {end:?}"
+    );
+    assert!(
+        waited < Duration::from_millis(2500),
+        "closed only after {waited:?} with --idle-timeout 1s"
+    );
+}
+
+/// A fresh connection that sends only empty lines has not started a request: it is
+/// closed at the header timeout, without a 408.
+#[test]
+fn a_new_connection_sending_only_empty_lines_is_closed_at_the_header_timeout() {
+    let s = Server::start(&["--header-timeout", "600ms", "--idle-timeout", "10s"]);
+    let mut c = s.connect();
+    let started = std::time::Instant::now();
+    c.send(b"\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(300));
+    c.send(b"\r\n");
+    let end = c.ending(IO_TIMEOUT);
+    let waited = started.elapsed();
+    assert!(matches!(end, Ending::Eof | Ending::Reset), "{end:?}");
+    assert!(
+        waited >= Duration::from_millis(550) && waited < Duration::from_secs(3),
+        "closed after {waited:?} with --header-timeout 600ms"
+    );
 }

@@ -349,6 +349,11 @@ impl HeadParser {
         self.is_head
     }
 
+    /// Whether no byte of this head has been scanned yet.
+    pub fn is_fresh(&self) -> bool {
+        self.pos == 0
+    }
+
     /// Whether no line ending has been seen after the first byte of the request line.
     fn in_request_line(&self) -> bool {
         matches!(

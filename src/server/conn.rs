@@ -249,6 +249,25 @@ impl Ctx<'_> {
     }
 }
 
+/// How many bytes at the start of `data` are empty lines (CRLF or LF), which RFC
+/// 9112 §2.2 lets a client send before a request line and a server ignore. They
+/// are used up rather than held as the start of a head: they begin no request, so
+/// they set no header deadline, count toward no head limit and are no request in
+/// flight for the drain. A final CR whose LF has not arrived is not counted (the
+/// caller holds it until the next byte comes), and a CR without LF is left to the
+/// parser, which refuses it.
+#[inline]
+fn empty_lines(data: &[u8]) -> usize {
+    let mut i = 0;
+    loop {
+        match data.get(i..) {
+            Some([b'\n', ..]) => i += 1,
+            Some([b'\r', b'\n', ..]) => i += 2,
+            _ => return i,
+        }
+    }
+}
+
 /// `drain_left` of a connection while the server is not draining.
 const NOT_DRAINING: u64 = u64::MAX;
 
@@ -561,8 +580,24 @@ impl Conn {
         let (used, stop) = self.process_inner(data, parser, ctx);
         if self.drain_left != NOT_DRAINING {
             self.drain_left = self.drain_left.saturating_sub(used as u64);
+            if self.drain_left == 0 && self.state == State::Head && used == data.len() {
+                // What was received before the drain is used up, and it ended
+                // between requests (in empty lines): nothing more will be answered.
+                let linger = self.output.is_some() || !ctx.drained;
+                self.end_after_drain(ctx.templates, linger);
+            }
         }
         (used, stop)
+    }
+
+    /// Draining, with every request received before the drain answered: the last
+    /// queued response gets `Connection: close` (unless it is partly written: then
+    /// it goes out as it began, and FIN follows it), and the connection closes.
+    fn end_after_drain(&mut self, templates: &Templates, linger: bool) {
+        if let Some(q) = self.output.as_deref_mut() {
+            q.close_last(templates);
+        }
+        self.state = State::Closing { linger };
     }
 
     fn process_inner(
@@ -575,6 +610,13 @@ impl Conn {
         loop {
             match &mut self.state {
                 State::Head => {
+                    if parser.is_fresh() {
+                        pos += empty_lines(&data[pos..]);
+                        if &data[pos..] == b"\r" {
+                            // Its LF decides: held, and looked at again with it.
+                            return (pos, Stop::NeedInput);
+                        }
+                    }
                     if pos == data.len() {
                         return (pos, Stop::NeedInput);
                     }
@@ -717,15 +759,12 @@ impl Conn {
         if self.state != State::Head || budget > 0 {
             return false;
         }
-        match self.output.as_deref_mut() {
-            None => true,
-            Some(q) => {
-                // Linger: the client may have pipelined more before it reads the close.
-                q.close_last(ctx.templates);
-                self.state = State::Closing { linger: true };
-                false
-            }
+        if self.output.is_none() {
+            return true;
         }
+        // Linger: the client may have pipelined more before it reads the close.
+        self.end_after_drain(ctx.templates, true);
+        false
     }
 
     /// FIN has been sent: discard input from now on.
@@ -854,6 +893,26 @@ mod tests {
         assert_eq!(statuses(&r.out), ["200", "200"]);
         let r = run(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n");
         assert_eq!(statuses(&r.out), ["200", "200"]);
+    }
+
+    #[test]
+    fn empty_lines_between_requests_are_used_up_not_held() {
+        let r = run(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n\r\n\n\r\n");
+        assert_eq!((statuses(&r.out).len(), r.held), (1, 0));
+        // A CR still waiting for its LF is kept, and a CR without LF is refused.
+        assert_eq!(run(b"\r\n\r").held, 1);
+        assert_eq!(statuses(&run(b"\r\n\rGET / HTTP/1.1\r\n\r\n").out), ["400"]);
+        // They count toward no head limit, read whole or a byte at a time.
+        let mut data = b"\r\n".repeat(40);
+        data.extend_from_slice(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        let bytes: Vec<usize> = (1..data.len()).collect();
+        for cuts in [&[][..], &bytes[..]] {
+            let (out, state, held, _) = replay(&data, cuts, 64, None);
+            assert_eq!(
+                (statuses(&out), state, held),
+                (vec!["200".into()], State::Head, 0)
+            );
+        }
     }
 
     #[test]

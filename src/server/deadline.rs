@@ -11,7 +11,8 @@
 //!   incomplete; runs from the first byte of that head and restarts only when a
 //!   request boundary passes (a head or a body completes);
 //! - **body**: while request content is skipped; runs from the end of the head;
-//! - **idle**: between requests, with nothing owed; restarts on any progress;
+//! - **idle**: between requests, with nothing owed; restarts when a request is
+//!   answered or bytes are written, not when empty lines are read;
 //! - **linger**: after the final response, until the client closes; never restarts.
 
 use super::timer::TimerKind;
@@ -83,9 +84,11 @@ pub(crate) fn next_timer(current: Option<TimerKind>, waiting: Waiting, p: Progre
     if current != Some(wanted) {
         // A brand-new connection has its header deadline from accept: its first
         // request must start before that, or it is closed without an answer.
+        // (Empty lines before a request line begin no request: RFC 9112 §2.2.)
         if waiting == Waiting::Request
             && current == Some(TimerKind::Header)
-            && p == Progress::default()
+            && p.boundaries == 0
+            && !p.wrote
         {
             return TimerChange::Keep;
         }
@@ -94,7 +97,9 @@ pub(crate) fn next_timer(current: Option<TimerKind>, waiting: Waiting, p: Progre
     let restart = match waiting {
         Waiting::Output => p.wrote,
         Waiting::PartialHead | Waiting::Trailer | Waiting::Body => p.boundaries > 0,
-        Waiting::Request => p.read || p.wrote,
+        // Reads alone are not activity: between requests they can only be empty
+        // lines, which a client could send forever.
+        Waiting::Request => p.boundaries > 0 || p.wrote,
         // A stall starts its own idle period when the stalled request arrives.
         Waiting::Stall => p.boundaries > 0,
         Waiting::Linger | Waiting::Delay => false,
@@ -181,6 +186,17 @@ mod tests {
     fn idle_restarts_on_progress_and_new_connections_keep_their_header_deadline() {
         let i = Some(TimerKind::Idle);
         assert_eq!(next_timer(i, Waiting::Request, NONE), TimerChange::Keep);
+        // Empty lines read between requests do not push the idle deadline back,
+        // nor turn a new connection's header deadline into an idle one.
+        assert_eq!(next_timer(i, Waiting::Request, READ), TimerChange::Keep);
+        assert_eq!(
+            next_timer(Some(TimerKind::Header), Waiting::Request, READ),
+            TimerChange::Keep
+        );
+        assert_eq!(
+            next_timer(i, Waiting::Request, HEAD_DONE),
+            TimerChange::Start(TimerKind::Idle)
+        );
         assert_eq!(
             next_timer(i, Waiting::Request, WROTE),
             TimerChange::Start(TimerKind::Idle)

@@ -401,7 +401,10 @@ impl Worker {
                 return;
             };
             let max = self.shared.max_connections;
-            if max != 0 && self.shared.open.load(Ordering::Relaxed) >= max {
+            // The drain takes what the kernel already queued past the limit: closing
+            // the listener would reset those connections instead of answering them.
+            let draining = self.drain_deadline.is_some();
+            if max != 0 && !draining && self.shared.open.load(Ordering::Relaxed) >= max {
                 self.accept_retry_at = Some(self.now + ACCEPT_RETRY_MS);
                 return;
             }
