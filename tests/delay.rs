@@ -248,3 +248,38 @@ fn a_closing_answer_queued_at_a_delay_wake_up_lingers_over_later_input() {
     let end = c.ending(Duration::from_secs(3));
     assert!(matches!(end, Ending::Eof), "ending: {end:?}");
 }
+
+/// A client that resets while its answer waits for the delay frees its connection
+/// at once, whatever state it was in: here the answer closes the connection, so
+/// nothing more is read from it until the delay ends. With `--max-connections 1`
+/// the next client (a probe, never delayed) is served without waiting for it.
+#[test]
+fn a_client_that_resets_during_the_delay_frees_its_connection_at_once() {
+    let server = Server::start_with(common::local_command("1").args([
+        "--delay",
+        "4s",
+        "--max-connections",
+        "1",
+        "--health-path",
+        "/healthz",
+    ]));
+    for request in [
+        &b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"[..],
+        GET,
+    ] {
+        let mut gone = server.connect();
+        gone.send(request);
+        std::thread::sleep(Duration::from_millis(200));
+        common::close_with_reset(gone.stream);
+        let t = Instant::now();
+        let mut probe = server.connect();
+        probe.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(probe.response(false).status, 200);
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "the slot of a reset connection was held {:?} (for {:?})",
+            t.elapsed(),
+            String::from_utf8_lossy(request)
+        );
+    }
+}

@@ -292,7 +292,7 @@ impl Worker {
                     WAKER | SIGNAL | DELAY_TIMER => {}
                     ADMIN_LISTENER => self.admin_accept(),
                     Token(t) if t >= ADMIN_FIRST => self.admin_drive(t),
-                    Token(t) => self.on_event(t - FIRST_CONN, event.is_read_closed()),
+                    Token(t) => self.on_event(t - FIRST_CONN, event),
                 }
             }
             self.drive_busy();
@@ -518,12 +518,20 @@ impl Worker {
 
     /// An epoll event for connection `idx`: input may have arrived (and with
     /// `read_closed`, the client's FIN).
-    fn on_event(&mut self, idx: usize, read_closed: bool) {
-        if let Some(slot) = self.slots.get_mut(idx).and_then(Option::as_mut) {
-            slot.read_closed |= read_closed;
-            slot.drained = false;
-            self.drive(idx);
+    fn on_event(&mut self, idx: usize, event: &mio::event::Event) {
+        let Some(slot) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if event.is_error() {
+            // The connection is dead (a reset, or a retransmission timeout): nothing
+            // owed can be delivered. Free it now, not when some state (a delay, a
+            // closing answer waiting for room) would next try the socket.
+            self.release(idx);
+            return;
         }
+        slot.read_closed |= event.is_read_closed();
+        slot.drained = false;
+        self.drive(idx);
     }
 
     /// Moves connection `idx` forward as far as its socket allows, then sets its
