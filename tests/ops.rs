@@ -187,28 +187,35 @@ fn descriptor_exhaustion_neither_spins_nor_stops_accepting() {
 #[test]
 fn max_connections_caps_open_connections() {
     let s = Server::start(&["--max-connections", "3"]);
-    let mut open: Vec<Client> = (0..3).map(|_| s.connect()).collect();
+    let (mut open, mut fourth) = one_past_the_limit(&s, 3);
+    drop(open.pop());
+    assert_eq!(fourth.response(false).status, 200);
+}
+
+/// Opens `max` served connections, then one more that connects (the kernel's
+/// backlog) and sends a request that is not answered while the others are open.
+/// Returns them all, the last with a 5 s read timeout again.
+fn one_past_the_limit(s: &Server, max: usize) -> (Vec<Client>, Client) {
+    let mut open: Vec<Client> = (0..max).map(|_| s.connect()).collect();
     for c in open.iter_mut() {
         c.send(GET);
         assert_eq!(c.response(false).status, 200);
     }
-    // The fourth connects (kernel backlog) but is not served while three are open.
-    let mut fourth = s.connect();
-    fourth
+    let mut extra = s.connect();
+    extra
         .stream
         .set_read_timeout(Some(Duration::from_millis(400)))
         .unwrap();
-    fourth.send(GET);
+    extra.send(GET);
     assert!(
-        fourth.try_response(false).is_none(),
-        "served beyond --max-connections"
+        extra.try_response(false).is_none(),
+        "served beyond --max-connections {max}"
     );
-    drop(open.pop());
-    fourth
+    extra
         .stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    assert_eq!(fourth.response(false).status, 200);
+    (open, extra)
 }
 
 #[test]
@@ -491,25 +498,7 @@ fn shutdown_at_max_connections_answers_the_queued_connection() {
         "--shutdown-timeout",
         "5s",
     ]));
-    let mut open: Vec<Client> = (0..2).map(|_| s.connect()).collect();
-    for c in open.iter_mut() {
-        c.send(GET);
-        assert_eq!(c.response(false).status, 200);
-    }
-    let mut queued = s.connect();
-    queued
-        .stream
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    queued.send(GET);
-    assert!(
-        queued.try_response(false).is_none(),
-        "served beyond --max-connections before the shutdown"
-    );
-    queued
-        .stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    let (mut open, mut queued) = one_past_the_limit(&s, 2);
     s.signal(libc::SIGTERM);
     let r = match queued.next_response(false) {
         common::Next::Response(r) => r,
