@@ -292,16 +292,7 @@ impl Worker {
                     WAKER | SIGNAL | DELAY_TIMER => {}
                     ADMIN_LISTENER => self.admin_accept(),
                     Token(t) if t >= ADMIN_FIRST => self.admin_drive(t),
-                    Token(t) => {
-                        self.on_event(t - FIRST_CONN, event);
-                        if self.res.delay.is_some() {
-                            // Delayed answers that came due while this batch is
-                            // handled go out between its events, not after all of
-                            // them: at 512 connections that halved how late they
-                            // left (the clock is read before each drive anyway).
-                            self.expire_delays();
-                        }
-                    }
+                    Token(t) => self.on_event(t - FIRST_CONN, event),
                 }
             }
             self.drive_busy();
