@@ -254,6 +254,27 @@ fn extra_crlf_after_a_post_body_is_not_a_request() {
     assert_eq!((r.status, r.header("Connection")), (200, None));
 }
 
+/// The same with the CRLF split over two reads (as when a body and its extra CRLF
+/// cross a read boundary): the lone CR begins no request either, so the connection
+/// stays under its idle deadline, and a request sent later gets its full header
+/// timeout.
+#[test]
+fn an_extra_crlf_split_over_two_reads_is_not_a_request() {
+    let s = Server::start(&["--header-timeout", "600ms", "--idle-timeout", "5s"]);
+    let mut c = s.connect();
+    c.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc\r");
+    assert_eq!(c.response(false).status, 200);
+    std::thread::sleep(Duration::from_millis(150));
+    c.send(b"\n");
+    // Past the header timeout, counted from the CR: still open.
+    assert_eq!(c.ending(Duration::from_millis(900)), Ending::Open);
+    // A head sent in two parts, 400 ms apart: within its own header timeout.
+    c.send(b"GET / HTTP/1.1\r\n");
+    std::thread::sleep(Duration::from_millis(400));
+    c.send(b"Host: a\r\n\r\n");
+    assert_eq!(c.response(false).status, 200);
+}
+
 /// Empty lines are ignored, but they are not activity either: a client that sends
 /// only CRLFs is closed at the idle timeout after its last answer, without a
 /// response, however often it sends them.

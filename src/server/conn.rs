@@ -138,6 +138,19 @@ impl Input {
     fn held(&self) -> usize {
         self.end - self.start
     }
+
+    /// Held bytes that begin a request: all of them, except a lone CR whose LF has
+    /// not arrived (the end of an empty line split over two reads, which begins
+    /// nothing: no header deadline for it, and nothing in flight for the drain).
+    fn begun(&self) -> usize {
+        let held = self.held();
+        let lone_cr = held == 1 && self.buf[self.start] == b'\r' && self.parser.is_fresh();
+        if lone_cr && !self.unanswered {
+            0
+        } else {
+            held
+        }
+    }
 }
 
 /// The buffers a worker shares among its connections.
@@ -404,7 +417,7 @@ impl Conn {
                     && self
                         .input
                         .as_ref()
-                        .is_some_and(|i| i.held() > 0 && !i.unanswered) =>
+                        .is_some_and(|i| i.begun() > 0 && !i.unanswered) =>
             {
                 Waiting::PartialHead
             }
@@ -418,7 +431,9 @@ impl Conn {
             State::Stalled => Waiting::Stall,
             State::Resetting => Waiting::Output,
             State::Closing { .. } => Waiting::Output,
-            State::Head if self.held_input() > 0 => Waiting::PartialHead,
+            State::Head if self.input.as_ref().is_some_and(|i| i.begun() > 0) => {
+                Waiting::PartialHead
+            }
             State::Head => Waiting::Request,
             State::Body {
                 skip: Skip::Chunked(d),
@@ -753,7 +768,7 @@ impl Conn {
             // Draining: delayed answers go out now, within the shutdown timeout.
             q.release_delays();
         }
-        let budget = self.held_input() as u64 + unread;
+        let budget = self.input.as_ref().map_or(0, |i| i.begun()) as u64 + unread;
         // A budget of u64::MAX bytes cannot be received before the drain ends.
         self.drain_left = budget.min(NOT_DRAINING - 1);
         if self.state != State::Head || budget > 0 {
