@@ -33,6 +33,29 @@ fn the_delay_runs_from_each_heads_end_not_from_the_previous_answer() {
 }
 
 #[test]
+fn the_delay_counts_from_the_heads_arrival_when_the_server_reads_it_late() {
+    // A server busy elsewhere (here: stopped) reads a request some time after it
+    // arrived. The answer is still due at arrival + delay, not read + delay: under
+    // load that lag would otherwise be added to every answer.
+    let server = Server::start(&["--delay", "400ms"]);
+    let mut c = server.connect();
+    c.send(GET);
+    assert_eq!(c.response(false).status, 200);
+    server.signal(libc::SIGSTOP);
+    server.wait_stopped(Duration::from_secs(5));
+    let t = Instant::now();
+    c.send(GET);
+    std::thread::sleep(Duration::from_millis(250));
+    server.signal(libc::SIGCONT);
+    assert_eq!(c.response(false).status, 200);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_millis(600),
+        "answered {took:?} after the request was sent (counted from the read: 650 ms)"
+    );
+}
+
+#[test]
 fn pipelined_delayed_answers_keep_their_order() {
     // The status mix with a seed gives each request of one connection a known
     // status; random delays must not reorder them.

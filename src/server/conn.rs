@@ -237,8 +237,11 @@ pub(crate) struct Ctx<'a> {
     pub(crate) rng: &'a mut crate::rng::Rng,
     /// `--delay`, when configured (and not draining).
     pub(crate) delay: Option<&'a DelaySpec>,
-    /// The worker's clock, µs (when a head completes, for `--delay`).
+    /// The worker's clock, µs.
     pub(crate) now_us: u64,
+    /// When the bytes being processed had arrived, on the same clock (`now_us`
+    /// when unknown): a head they complete counts its `--delay` from here.
+    pub(crate) arrived_us: u64,
 }
 
 impl Ctx<'_> {
@@ -672,7 +675,7 @@ impl Conn {
                             let us = d.sample(ctx.rng);
                             bump(&ctx.counters.delayed, 1);
                             bump(&ctx.counters.delay_us, us);
-                            ctx.now_us + us
+                            ctx.arrived_us + us
                         }
                         _ => 0,
                     };
@@ -832,6 +835,7 @@ pub(crate) fn replay(
         rng: &mut rng,
         delay: None,
         now_us: 0,
+        arrived_us: 0,
     };
     let mut i = 0;
     loop {

@@ -6,6 +6,7 @@
 //! the worker runs it on a `TcpStream` and the model test on a simulated socket
 //! that takes writes of any size, resets, or ends at any point.
 
+use super::arrival;
 use super::conn::{Conn, Ctx, Pools, Step};
 use super::deadline::Progress;
 use crate::http::Templates;
@@ -21,11 +22,21 @@ pub(crate) const READS_PER_TURN: usize = 16;
 pub(crate) trait Socket: Read + Write {
     /// Sends FIN: nothing more will be written.
     fn shutdown_write(&mut self) -> io::Result<()>;
+
+    /// Reads like [`Read::read`], and also returns when the bytes read had all
+    /// arrived (`CLOCK_REALTIME` ns, see [`arrival`]) if the socket knows.
+    fn read_stamped(&mut self, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
+        self.read(buf).map(|n| (n, None))
+    }
 }
 
 impl Socket for mio::net::TcpStream {
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(std::net::Shutdown::Write)
+    }
+
+    fn read_stamped(&mut self, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
+        arrival::recv_stamped(self, buf)
     }
 }
 
@@ -49,8 +60,9 @@ pub(crate) struct Resources {
     pub(crate) rng: crate::rng::Rng,
     /// `--delay`, when configured; `None` once the server drains.
     pub(crate) delay: Option<super::delay::DelaySpec>,
-    /// The worker's clock in microseconds, refreshed once per loop.
-    pub(crate) now_us: u64,
+    /// The worker's clock in microseconds, refreshed once per loop (and, with
+    /// `--delay`, before each connection is driven, with the wall clock beside it).
+    pub(crate) clock: arrival::Clock,
     /// `--delay` was given (its metrics are reported, also while draining).
     pub(crate) delay_configured: bool,
     /// `--fault` was given (likewise).
@@ -78,7 +90,8 @@ impl Resources {
                 chaos: self.chaos.as_ref(),
                 rng: &mut self.rng,
                 delay: self.delay.as_ref(),
-                now_us: self.now_us,
+                now_us: self.clock.now_us,
+                arrived_us: self.clock.now_us,
             },
             &mut self.scratch,
         )
@@ -125,6 +138,7 @@ pub(crate) fn drive<S: Socket>(
 ) -> Outcome {
     let mut progress = Progress::default();
     let mut reads = 0;
+    let res_clock = res.clock;
     loop {
         let (mut ctx, scratch) = res.ctx(*drained);
         if let Some(q) = conn.output_mut() {
@@ -163,7 +177,18 @@ pub(crate) fn drive<S: Socket>(
         reads += 1;
         let buf = conn.read_buf(scratch);
         let requested = buf.len();
-        match sock.read(buf) {
+        let read = if ctx.delay.is_some() {
+            // A delay counts from when the head arrived, which the kernel stamped.
+            sock.read_stamped(buf).map(|(n, stamp)| {
+                if let Some(ns) = stamp {
+                    ctx.arrived_us = res_clock.arrival_us(ns);
+                }
+                n
+            })
+        } else {
+            sock.read(buf)
+        };
+        match read {
             Ok(0) => {
                 *drained = true;
                 progress.read = true;

@@ -1,6 +1,7 @@
 //! The server: listeners, worker threads, graceful shutdown, metrics thread.
 
 mod admin;
+mod arrival;
 mod chaos;
 pub(crate) mod conn;
 mod deadline;

@@ -190,6 +190,10 @@ impl Worker {
             SIGNAL,
             Interest::READABLE,
         )?;
+        if delay.is_some() {
+            // Accepted connections inherit it.
+            super::arrival::enable(&listener)?;
+        }
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -240,7 +244,7 @@ impl Worker {
                 delay_configured: delay.is_some(),
                 faults_configured,
                 delay,
-                now_us: 0,
+                clock: super::arrival::Clock::default(),
             },
             shared,
             settings,
@@ -258,7 +262,10 @@ impl Worker {
     fn tick(&mut self) {
         let elapsed = self.start.elapsed();
         self.now = ms(elapsed);
-        self.res.now_us = us(elapsed);
+        self.res.clock = super::arrival::Clock {
+            now_us: us(elapsed),
+            real_ns: 0,
+        };
         self.res.templates.refresh_date(unix_now_coarse());
         self.res.ready = self.shared.ready.load(Ordering::Relaxed);
     }
@@ -267,7 +274,7 @@ impl Worker {
     pub(crate) fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
-            self.delays.arm(self.res.now_us);
+            self.delays.arm(self.res.clock.now_us);
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -541,9 +548,13 @@ impl Worker {
             return;
         };
         if self.res.delay.is_some() {
-            // A delay counts from the read that completes the head: the loop's clock
-            // can be a whole batch of connections old by now.
-            self.res.now_us = us(self.start.elapsed());
+            // A delay counts from when the head arrived, which the read learns from
+            // the kernel's stamp and maps with these two clocks (the loop's clock can
+            // be a whole batch of connections old by now).
+            self.res.clock = super::arrival::Clock {
+                now_us: us(self.start.elapsed()),
+                real_ns: super::arrival::realtime_ns(),
+            };
         }
         let outcome = drive(
             &mut slot.stream,
@@ -598,7 +609,7 @@ impl Worker {
     }
 
     fn update_timer(&mut self, idx: usize, progress: Progress) {
-        let now_us = self.res.now_us;
+        let now_us = self.res.clock.now_us;
         let Some(slot) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
@@ -617,7 +628,7 @@ impl Worker {
 
     /// Drives the connections whose delayed response may now be written.
     fn expire_delays(&mut self) {
-        while let Some((t, idx)) = self.delays.pop_due(self.res.now_us) {
+        while let Some((t, idx)) = self.delays.pop_due(self.res.clock.now_us) {
             let Some(slot) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
                 continue;
             };
@@ -634,7 +645,7 @@ impl Worker {
             let Some(slot) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
                 continue;
             };
-            let now_us = self.res.now_us;
+            let now_us = self.res.clock.now_us;
             let (mut ctx, _) = self.res.ctx(false);
             let waited = slot.conn.waiting(now_us);
             if slot.conn.on_timeout(waited, &mut ctx) {
