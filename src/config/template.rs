@@ -95,7 +95,8 @@ pub(crate) fn hostname() -> String {
         .nodename
         .iter()
         .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
+        // c_char is i8 on x86 and u8 on Arm: a byte either way.
+        .map(|&c| c.to_ne_bytes()[0])
         .collect();
     String::from_utf8(bytes).unwrap_or_else(|_| "localhost".to_string())
 }

@@ -71,7 +71,10 @@ impl WakeTimer {
                 tv_nsec: 0,
             },
             it_value: libc::timespec {
-                tv_sec: libc::time_t::try_from(ns / 1_000_000_000).unwrap_or(libc::time_t::MAX),
+                // time_t is 32 or 64 bits wide, depending on the target and libc.
+                tv_sec: (ns / 1_000_000_000)
+                    .try_into()
+                    .unwrap_or(i32::MAX as _),
                 // Below 10^9: fits every c_long.
                 tv_nsec: (ns % 1_000_000_000) as libc::c_long,
             },
