@@ -8,13 +8,23 @@
 //! and with a fixed delay the lag repeats every cycle, so closed-loop clients fall
 //! short of the throughput Little's law promises. The kernel stamps every packet on
 //! arrival when a socket asks for it; `recvmsg` hands back the stamp of the last
-//! packet the read consumed, which is when the bytes read (and the head they
-//! complete) had all arrived.
+//! packet the read consumed.
 //!
-//! The stamps are `CLOCK_REALTIME`; [`Clock::arrival_us`] maps one onto the worker's
-//! monotonic clock by the two clocks' offset at the time of the read, and keeps the
-//! result within [`MAX_LAG_US`] before the read and never after it, so a step of the
-//! wall clock costs at most the old behaviour (the delay counts from the read).
+//! An answer must never be early, so a stamp is believed only when it cannot be
+//! earlier than the head's completion:
+//! - Segments received out of order are merged with the stamp of the segment that
+//!   came first, which can be long before the gap was filled and the head complete.
+//!   A connection that has received any segment out of order (`tcpi_rcv_ooopack`)
+//!   counts from the read, as does a kernel that does not report that count.
+//! - The stamps are `CLOCK_REALTIME`; [`Clock::arrival_us`] maps one onto the
+//!   worker's monotonic clock by the two clocks' offset, read wall clock first (an
+//!   error then makes answers later, not earlier). [`Wall`] notices a step of the
+//!   wall clock (the offset moving faster than any slew) and from then on believes
+//!   only stamps taken after it. A stamp more than [`MAX_LAG_US`] old is not
+//!   believed either.
+//! - Below [`MIN_LAG_US`] the read time is used: the stamp would change the answer
+//!   by less than the delay timer's resolution, and the check above costs a system
+//!   call.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -22,6 +32,15 @@ use std::os::fd::AsRawFd;
 /// An arrival stamp more than this before the read is not believed: the wall clock
 /// stepped. The delay then counts from the read.
 pub(crate) const MAX_LAG_US: u64 = 1_000_000;
+
+/// A stamp less than this before the read is not worth checking: the read's time is
+/// used (later by at most this, never earlier).
+pub(crate) const MIN_LAG_US: u64 = 100;
+
+/// How far the offset between the wall clock and the monotonic clock may move
+/// without being a step: a fixed margin plus 1,000 ppm of the time between two
+/// readings (NTP slews at most 500 ppm).
+const STEP_MARGIN_NS: u64 = 50_000;
 
 /// Asks the kernel to stamp what arrives on `sock` (and on the connections a
 /// listening socket accepts: they inherit the option).
@@ -132,26 +151,87 @@ pub(crate) fn realtime_ns() -> u64 {
     secs.saturating_mul(1_000_000_000).saturating_add(nanos)
 }
 
-/// The worker's clock (`now_us`, monotonic) and the wall clock read together.
+/// Whether `sock` has ever received a segment out of order, or cannot tell: its
+/// stamps may then be earlier than the data they complete.
+pub(crate) fn reordered(sock: &impl AsRawFd) -> bool {
+    // SAFETY: tcp_info is plain data; all-zero is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is writable for `len` bytes, and the kernel writes at most that
+    // many and stores the length it wrote in `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &raw mut len,
+        )
+    };
+    let needed = std::mem::offset_of!(libc::tcp_info, tcpi_rcv_ooopack) + 4;
+    rc != 0 || (len as usize) < needed || info.tcpi_rcv_ooopack != 0
+}
+
+/// The worker's clock (`now_us`, monotonic) and the wall clock, read together.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Clock {
     pub(crate) now_us: u64,
+    /// `CLOCK_REALTIME` (ns), read just before `now_us`; 0 when not read.
     pub(crate) real_ns: u64,
+    /// Stamps before this (wall clock, ns) are not believed: the wall clock stepped then.
+    pub(crate) trusted_from_ns: u64,
 }
 
 impl Clock {
-    /// The worker-clock time (µs) of an arrival stamped `stamp_ns`: no later than
-    /// now, no earlier than [`MAX_LAG_US`] before it, and now itself when the wall
-    /// clock was not read.
-    pub(crate) fn arrival_us(self, stamp_ns: u64) -> u64 {
-        if self.real_ns == 0 {
-            return self.now_us;
+    /// The worker-clock time (µs) of an arrival stamped `stamp_ns`, or `None` when the
+    /// stamp is not believed: the wall clock was not read or stepped since, or the
+    /// stamp is more than [`MAX_LAG_US`] away from now.
+    pub(crate) fn arrival_us(self, stamp_ns: u64) -> Option<u64> {
+        if self.real_ns == 0 || stamp_ns < self.trusted_from_ns {
+            return None;
         }
-        let ago_us = self.real_ns.saturating_sub(stamp_ns) / 1000;
-        if ago_us > MAX_LAG_US {
-            return self.now_us;
+        if stamp_ns >= self.real_ns {
+            // Arrived after the clocks were read (during this drive).
+            let ahead_us = (stamp_ns - self.real_ns) / 1000;
+            return (ahead_us <= MAX_LAG_US).then(|| self.now_us + ahead_us);
         }
-        self.now_us.saturating_sub(ago_us)
+        let ago_us = (self.real_ns - stamp_ns) / 1000;
+        (ago_us <= MAX_LAG_US).then(|| self.now_us.saturating_sub(ago_us))
+    }
+}
+
+/// Watches the offset between the wall clock and the worker's clock for steps.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Wall {
+    /// Wall clock minus worker clock (ns) at the last reading.
+    offset_ns: i128,
+    /// The worker clock (µs) at the last reading; 0 before the first.
+    at_us: u64,
+    trusted_from_ns: u64,
+}
+
+impl Wall {
+    /// The clocks `real_ns` (read first) and `now_us` (read just after), as a
+    /// [`Clock`] that does not believe stamps from before a step seen now or earlier.
+    pub(crate) fn observe(&mut self, real_ns: u64, now_us: u64) -> Clock {
+        let offset = i128::from(real_ns) - i128::from(now_us) * 1000;
+        if self.at_us == 0 {
+            // The first reading: nothing to compare with, and the stamps of what
+            // arrived before it are as good as any.
+        } else {
+            let elapsed_us = now_us.saturating_sub(self.at_us);
+            let allowed = i128::from(STEP_MARGIN_NS) + i128::from(elapsed_us);
+            if (offset - self.offset_ns).abs() > allowed {
+                self.trusted_from_ns = real_ns;
+            }
+        }
+        self.offset_ns = offset;
+        self.at_us = now_us.max(1);
+        Clock {
+            now_us,
+            real_ns,
+            trusted_from_ns: self.trusted_from_ns,
+        }
     }
 }
 
@@ -159,22 +239,43 @@ impl Clock {
 mod tests {
     use super::*;
 
+    const REAL: u64 = 1_700_000_000_000_000_000;
+
     #[test]
-    fn an_arrival_maps_to_the_worker_clock_and_never_after_now() {
-        let c = Clock {
-            now_us: 5_000_000,
-            real_ns: 1_700_000_000_000_000_000,
-        };
-        assert_eq!(c.arrival_us(c.real_ns - 2_500_000), 4_997_500);
-        // A stamp "in the future" (the wall clock stepped back): now.
-        assert_eq!(c.arrival_us(c.real_ns + 1_000_000), 5_000_000);
-        // Too old to be believed (the wall clock stepped forward): now.
-        assert_eq!(c.arrival_us(c.real_ns - 2_000_000_000), 5_000_000);
+    fn an_arrival_maps_to_the_worker_clock() {
+        let c = Wall::default().observe(REAL, 5_000_000);
+        assert_eq!(c.arrival_us(REAL - 2_500_000), Some(4_997_500));
+        // Arrived after the clocks were read: that much later.
+        assert_eq!(c.arrival_us(REAL + 1_000_000), Some(5_001_000));
+        // Too far either way to be believed.
+        assert_eq!(c.arrival_us(REAL - 2_000_000_000), None);
+        assert_eq!(c.arrival_us(REAL + 2_000_000_000), None);
         let unread = Clock {
             now_us: 7,
-            real_ns: 0,
+            ..Clock::default()
         };
-        assert_eq!(unread.arrival_us(123), 7);
+        assert_eq!(unread.arrival_us(123), None);
+    }
+
+    #[test]
+    fn after_a_wall_clock_step_only_later_stamps_are_believed() {
+        let mut w = Wall::default();
+        let c = w.observe(REAL, 1_000_000);
+        assert_eq!(c.arrival_us(REAL - 1_000), Some(999_999));
+        // 10 ms later by the worker's clock, 10.02 ms by the wall clock: a slew.
+        let c = w.observe(REAL + 10_020_000, 1_010_000);
+        assert_eq!(c.arrival_us(REAL + 10_000_000), Some(1_009_980));
+        // The wall clock jumps 300 ms forward: a packet stamped 100 ms before this
+        // reading (by the stepped clock) may have arrived just now.
+        let c = w.observe(REAL + 320_020_000, 1_020_000);
+        assert_eq!(c.arrival_us(REAL + 220_020_000), None);
+        // From then on the new offset holds: later stamps are believed again.
+        let c = w.observe(REAL + 320_030_000, 1_020_010);
+        assert_eq!(c.arrival_us(REAL + 320_025_000), Some(1_020_005));
+        assert_eq!(c.arrival_us(REAL + 320_010_000), None);
+        // A step back is noticed the same way.
+        let c = w.observe(REAL + 20_040_000, 1_020_020);
+        assert_eq!(c.arrival_us(REAL + 20_030_000), None);
     }
 
     #[test]

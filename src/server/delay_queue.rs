@@ -72,9 +72,7 @@ impl WakeTimer {
             },
             it_value: libc::timespec {
                 // time_t is 32 or 64 bits wide, depending on the target and libc.
-                tv_sec: (ns / 1_000_000_000)
-                    .try_into()
-                    .unwrap_or(i32::MAX as _),
+                tv_sec: (ns / 1_000_000_000).try_into().unwrap_or(i32::MAX as _),
                 // Below 10^9: fits every c_long.
                 tv_nsec: (ns % 1_000_000_000) as libc::c_long,
             },

@@ -23,10 +23,16 @@ pub(crate) trait Socket: Read + Write {
     /// Sends FIN: nothing more will be written.
     fn shutdown_write(&mut self) -> io::Result<()>;
 
-    /// Reads like [`Read::read`], and also returns when the bytes read had all
-    /// arrived (`CLOCK_REALTIME` ns, see [`arrival`]) if the socket knows.
+    /// Reads like [`Read::read`], and also returns the arrival stamp of the last
+    /// packet read (`CLOCK_REALTIME` ns, see [`arrival`]) if the socket has one.
     fn read_stamped(&mut self, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
         self.read(buf).map(|n| (n, None))
+    }
+
+    /// Whether the socket's stamps may be earlier than the data they complete
+    /// (it received segments out of order); see [`arrival::reordered`].
+    fn reordered(&self) -> bool {
+        true
     }
 }
 
@@ -37,6 +43,30 @@ impl Socket for mio::net::TcpStream {
 
     fn read_stamped(&mut self, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
         arrival::recv_stamped(self, buf)
+    }
+
+    fn reordered(&self) -> bool {
+        arrival::reordered(self)
+    }
+}
+
+/// When the bytes a read stamped `stamp_ns` had arrived, on the worker's clock: the
+/// stamp when it is believed (see [`arrival`]), else the time of the read. Never
+/// earlier than the bytes' arrival.
+fn arrived_us<S: Socket>(sock: &S, clock: arrival::Clock, stamp_ns: u64) -> u64 {
+    match clock.arrival_us(stamp_ns) {
+        Some(at) if at + arrival::MIN_LAG_US <= clock.now_us => {
+            if sock.reordered() {
+                clock.now_us
+            } else {
+                at
+            }
+        }
+        // Stamped after the clocks were read: that is when it arrived (a segment
+        // received out of order meanwhile could make it early by less than this
+        // drive has taken so far, a few microseconds).
+        Some(at) => at.max(clock.now_us),
+        None => clock.now_us,
     }
 }
 
@@ -179,12 +209,11 @@ pub(crate) fn drive<S: Socket>(
         let requested = buf.len();
         let read = if ctx.delay.is_some() {
             // A delay counts from when the head arrived, which the kernel stamped.
-            sock.read_stamped(buf).map(|(n, stamp)| {
-                if let Some(ns) = stamp {
-                    ctx.arrived_us = res_clock.arrival_us(ns);
-                }
-                n
-            })
+            let read = sock.read_stamped(buf);
+            if let Ok((_, Some(ns))) = read {
+                ctx.arrived_us = arrived_us(sock, res_clock, ns);
+            }
+            read.map(|(n, _)| n)
         } else {
             sock.read(buf)
         };

@@ -121,6 +121,8 @@ pub(crate) struct Worker {
     now: u64,
     /// Connections to drive again this loop (see [`Outcome::Busy`]).
     busy: Vec<usize>,
+    /// Notices steps of the wall clock, which `--delay`'s arrival stamps are read on.
+    wall: super::arrival::Wall,
     /// Connections waiting for a delayed response (`--delay`), earliest first. One
     /// entry per connection and delay; stale entries are skipped.
     delays: DelayQueue,
@@ -191,8 +193,16 @@ impl Worker {
             Interest::READABLE,
         )?;
         if delay.is_some() {
-            // Accepted connections inherit it.
-            super::arrival::enable(&listener)?;
+            // Accepted connections inherit it. Without it a delay counts from the
+            // read, as accurate as the worker is idle.
+            if let Err(e) = super::arrival::enable(&listener) {
+                crate::log!(
+                    Level::Warn,
+                    "arrival_stamps_unavailable",
+                    "worker={id} error={}",
+                    crate::log::quote(&e.to_string())
+                );
+            }
         }
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
@@ -251,6 +261,7 @@ impl Worker {
             start,
             now: 0,
             busy: Vec::new(),
+            wall: super::arrival::Wall::default(),
             delays,
             accept_retry_at: None,
             drain_deadline: None,
@@ -264,7 +275,7 @@ impl Worker {
         self.now = ms(elapsed);
         self.res.clock = super::arrival::Clock {
             now_us: us(elapsed),
-            real_ns: 0,
+            ..super::arrival::Clock::default()
         };
         self.res.templates.refresh_date(unix_now_coarse());
         self.res.ready = self.shared.ready.load(Ordering::Relaxed);
@@ -551,10 +562,11 @@ impl Worker {
             // A delay counts from when the head arrived, which the read learns from
             // the kernel's stamp and maps with these two clocks (the loop's clock can
             // be a whole batch of connections old by now).
-            self.res.clock = super::arrival::Clock {
-                now_us: us(self.start.elapsed()),
-                real_ns: super::arrival::realtime_ns(),
-            };
+            // The wall clock first: a pause between the two readings then makes
+            // arrivals map later, never earlier.
+            let real_ns = super::arrival::realtime_ns();
+            let now_us = us(self.start.elapsed());
+            self.res.clock = self.wall.observe(real_ns, now_us);
         }
         let outcome = drive(
             &mut slot.stream,
