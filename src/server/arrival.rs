@@ -28,6 +28,7 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
+use std::time::Instant;
 
 /// An arrival stamp more than this before the read is not believed: the wall clock
 /// stepped. The delay then counts from the read.
@@ -38,9 +39,10 @@ pub(crate) const MAX_LAG_US: u64 = 1_000_000;
 pub(crate) const MIN_LAG_US: u64 = 100;
 
 /// How far the offset between the wall clock and the monotonic clock may move
-/// without being a step: a fixed margin plus 1,000 ppm of the time between two
-/// readings (NTP slews at most 500 ppm).
-const STEP_MARGIN_NS: u64 = 50_000;
+/// without being a step. NTP's slewing moves both clocks together; only a step
+/// (settimeofday, a leap second) changes the offset, and reading the two clocks one
+/// after the other adds a little jitter.
+const STEP_MARGIN_NS: i128 = 50_000;
 
 /// Asks the kernel to stamp what arrives on `sock` (and on the connections a
 /// listening socket accepts: they inherit the option).
@@ -216,14 +218,9 @@ impl Wall {
     pub(crate) fn observe(&mut self, real_ns: u64, now_us: u64) -> Clock {
         let offset = i128::from(real_ns) - i128::from(now_us) * 1000;
         if self.at_us == 0 {
-            // The first reading: nothing to compare with, and the stamps of what
-            // arrived before it are as good as any.
-        } else {
-            let elapsed_us = now_us.saturating_sub(self.at_us);
-            let allowed = i128::from(STEP_MARGIN_NS) + i128::from(elapsed_us);
-            if (offset - self.offset_ns).abs() > allowed {
-                self.trusted_from_ns = real_ns;
-            }
+            // The first reading (when the worker starts): nothing to compare with.
+        } else if (offset - self.offset_ns).abs() > STEP_MARGIN_NS {
+            self.trusted_from_ns = real_ns;
         }
         self.offset_ns = offset;
         self.at_us = now_us.max(1);
@@ -231,6 +228,49 @@ impl Wall {
             now_us,
             real_ns,
             trusted_from_ns: self.trusted_from_ns,
+        }
+    }
+}
+
+/// A worker's view of arrivals: its clock's zero and the step watch.
+pub(crate) struct Arrivals {
+    epoch: Instant,
+    wall: Wall,
+}
+
+impl Arrivals {
+    /// For a worker whose clock counts from `epoch`; takes the first reading now, so
+    /// that a step before the first request is noticed.
+    pub(crate) fn new(epoch: Instant) -> Arrivals {
+        let mut a = Arrivals {
+            epoch,
+            wall: Wall::default(),
+        };
+        a.now();
+        a
+    }
+
+    /// Both clocks now, the wall clock first (a pause between the two readings then
+    /// maps arrivals later, never earlier).
+    fn now(&mut self) -> Clock {
+        let real_ns = realtime_ns();
+        let now_us = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.wall.observe(real_ns, now_us)
+    }
+
+    /// When the bytes of a read that has just returned had all arrived, on the
+    /// worker's clock: the read's `stamp` when it is believed (see the module
+    /// documentation; `reordered` asks the socket), else now. Never earlier than
+    /// their arrival.
+    pub(crate) fn arrived_us(
+        &mut self,
+        stamp: Option<u64>,
+        reordered: impl FnOnce() -> bool,
+    ) -> u64 {
+        let clock = self.now();
+        match stamp.and_then(|ns| clock.arrival_us(ns)) {
+            Some(at) if at + MIN_LAG_US <= clock.now_us && !reordered() => at,
+            _ => clock.now_us,
         }
     }
 }
@@ -262,7 +302,7 @@ mod tests {
         let mut w = Wall::default();
         let c = w.observe(REAL, 1_000_000);
         assert_eq!(c.arrival_us(REAL - 1_000), Some(999_999));
-        // 10 ms later by the worker's clock, 10.02 ms by the wall clock: a slew.
+        // 10 ms later by the worker's clock, 10.02 ms by the wall clock: jitter.
         let c = w.observe(REAL + 10_020_000, 1_010_000);
         assert_eq!(c.arrival_us(REAL + 10_000_000), Some(1_009_980));
         // The wall clock jumps 300 ms forward: a packet stamped 100 ms before this

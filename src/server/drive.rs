@@ -50,26 +50,6 @@ impl Socket for mio::net::TcpStream {
     }
 }
 
-/// When the bytes a read stamped `stamp_ns` had arrived, on the worker's clock: the
-/// stamp when it is believed (see [`arrival`]), else the time of the read. Never
-/// earlier than the bytes' arrival.
-fn arrived_us<S: Socket>(sock: &S, clock: arrival::Clock, stamp_ns: u64) -> u64 {
-    match clock.arrival_us(stamp_ns) {
-        Some(at) if at + arrival::MIN_LAG_US <= clock.now_us => {
-            if sock.reordered() {
-                clock.now_us
-            } else {
-                at
-            }
-        }
-        // Stamped after the clocks were read: that is when it arrived (a segment
-        // received out of order meanwhile could make it early by less than this
-        // drive has taken so far, a few microseconds).
-        Some(at) => at.max(clock.now_us),
-        None => clock.now_us,
-    }
-}
-
 /// What a worker's connections share: the scratch buffer reads go into when a
 /// connection holds no input, the pools of input buffers and output queues, the
 /// responses and the counters.
@@ -91,8 +71,10 @@ pub(crate) struct Resources {
     /// `--delay`, when configured; `None` once the server drains.
     pub(crate) delay: Option<super::delay::DelaySpec>,
     /// The worker's clock in microseconds, refreshed once per loop (and, with
-    /// `--delay`, before each connection is driven, with the wall clock beside it).
-    pub(crate) clock: arrival::Clock,
+    /// `--delay`, before each connection is driven).
+    pub(crate) now_us: u64,
+    /// With `--delay`: when the bytes of each read had arrived.
+    pub(crate) arrivals: arrival::Arrivals,
     /// `--delay` was given (its metrics are reported, also while draining).
     pub(crate) delay_configured: bool,
     /// `--fault` was given (likewise).
@@ -107,6 +89,12 @@ impl Resources {
 
     /// The context a connection step needs.
     pub(crate) fn ctx(&mut self, drained: bool) -> (Ctx<'_>, &mut [u8]) {
+        let (ctx, scratch, _) = self.ctx_reading(drained);
+        (ctx, scratch)
+    }
+
+    /// [`ctx`](Self::ctx), and the arrivals a read consults.
+    fn ctx_reading(&mut self, drained: bool) -> (Ctx<'_>, &mut [u8], &mut arrival::Arrivals) {
         (
             Ctx {
                 templates: &self.templates,
@@ -120,10 +108,11 @@ impl Resources {
                 chaos: self.chaos.as_ref(),
                 rng: &mut self.rng,
                 delay: self.delay.as_ref(),
-                now_us: self.clock.now_us,
-                arrived_us: self.clock.now_us,
+                now_us: self.now_us,
+                arrived_us: self.now_us,
             },
             &mut self.scratch,
+            &mut self.arrivals,
         )
     }
 }
@@ -168,9 +157,8 @@ pub(crate) fn drive<S: Socket>(
 ) -> Outcome {
     let mut progress = Progress::default();
     let mut reads = 0;
-    let res_clock = res.clock;
     loop {
-        let (mut ctx, scratch) = res.ctx(*drained);
+        let (mut ctx, scratch, arrivals) = res.ctx_reading(*drained);
         if let Some(q) = conn.output_mut() {
             match q.write_ready(sock, ctx.templates, scratch, ctx.now_us) {
                 Ok(n) => {
@@ -210,8 +198,8 @@ pub(crate) fn drive<S: Socket>(
         let read = if ctx.delay.is_some() {
             // A delay counts from when the head arrived, which the kernel stamped.
             let read = sock.read_stamped(buf);
-            if let Ok((_, Some(ns))) = read {
-                ctx.arrived_us = arrived_us(sock, res_clock, ns);
+            if let Ok((_, stamp)) = read {
+                ctx.arrived_us = arrivals.arrived_us(stamp, || sock.reordered());
             }
             read.map(|(n, _)| n)
         } else {

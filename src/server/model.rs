@@ -991,7 +991,8 @@ impl<'a> Model<'a> {
                 chaos: None,
                 rng: crate::rng::Rng::for_worker(0, 0),
                 delay: delayed.then_some(DelaySpec::Fixed(DELAY_US)),
-                clock: super::arrival::Clock::default(),
+                now_us: 0,
+                arrivals: super::arrival::Arrivals::new(std::time::Instant::now()),
                 delay_configured: delayed,
                 faults_configured: false,
             },
@@ -1150,7 +1151,7 @@ impl<'a> Model<'a> {
             let busy = match outcome {
                 Outcome::Busy(progress) => {
                     if let TimerChange::Start(kind) =
-                        next_timer(self.timer, conn.waiting(self.res.clock.now_us), progress)
+                        next_timer(self.timer, conn.waiting(self.res.now_us), progress)
                     {
                         self.timer = Some(kind);
                     }
@@ -1186,7 +1187,7 @@ impl<'a> Model<'a> {
         match outcome {
             Outcome::Waiting(progress) => {
                 if let TimerChange::Start(kind) =
-                    next_timer(self.timer, conn.waiting(self.res.clock.now_us), progress)
+                    next_timer(self.timer, conn.waiting(self.res.now_us), progress)
                 {
                     self.timer = Some(kind);
                 }
@@ -1203,7 +1204,7 @@ impl<'a> Model<'a> {
                         if s.eof { " and EOF" } else { "" }
                     ));
                 }
-                let delayed = conn.delayed_until(self.res.clock.now_us).is_some();
+                let delayed = conn.delayed_until(self.res.now_us).is_some();
                 if !s.reset && pending > 0 && s.capacity > 0 && !delayed {
                     self.fail(&format!(
                         "edge-triggered stall: the connection waits with {pending} bytes \
@@ -1276,11 +1277,11 @@ impl<'a> Model<'a> {
     /// connection whose next answer was waiting for its delay and is due now is
     /// driven (keeping what it knows about its socket).
     fn wake(&mut self) {
-        let before = self.res.clock.now_us;
-        self.res.clock.now_us += DELAY_US;
+        let before = self.res.now_us;
+        self.res.now_us += DELAY_US;
         let due = self.conn.as_ref().is_some_and(|c| {
             c.delayed_until(before)
-                .is_some_and(|t| t <= self.res.clock.now_us)
+                .is_some_and(|t| t <= self.res.now_us)
         });
         if due {
             self.drive();
@@ -1294,11 +1295,11 @@ impl<'a> Model<'a> {
             let Some(t) = self
                 .conn
                 .as_ref()
-                .and_then(|c| c.delayed_until(self.res.clock.now_us))
+                .and_then(|c| c.delayed_until(self.res.now_us))
             else {
                 return;
             };
-            self.res.clock.now_us = t;
+            self.res.now_us = t;
             self.drive();
         }
         self.fail("delays: still waiting for a delay after 10,000 wake-ups");
@@ -1312,7 +1313,7 @@ impl<'a> Model<'a> {
         let Some(conn) = self.conn.as_mut() else {
             return;
         };
-        let waited = conn.waiting(self.res.clock.now_us);
+        let waited = conn.waiting(self.res.now_us);
         let pending = conn.pending_output();
         let (mut ctx, _) = self.res.ctx(false);
         if conn.on_timeout(waited, &mut ctx) {
@@ -1380,7 +1381,7 @@ impl<'a> Model<'a> {
                 ));
             }
             // A connection waiting for its delay is woken by the worker's delay heap.
-            if self.timer.is_none() && conn.delayed_until(self.res.clock.now_us).is_none() {
+            if self.timer.is_none() && conn.delayed_until(self.res.now_us).is_none() {
                 self.fail("liveness: an open connection has no timer");
             }
             self.used_input |= held > 0;

@@ -121,8 +121,6 @@ pub(crate) struct Worker {
     now: u64,
     /// Connections to drive again this loop (see [`Outcome::Busy`]).
     busy: Vec<usize>,
-    /// Notices steps of the wall clock, which `--delay`'s arrival stamps are read on.
-    wall: super::arrival::Wall,
     /// Connections waiting for a delayed response (`--delay`), earliest first. One
     /// entry per connection and delay; stale entries are skipped.
     delays: DelayQueue,
@@ -254,14 +252,14 @@ impl Worker {
                 delay_configured: delay.is_some(),
                 faults_configured,
                 delay,
-                clock: super::arrival::Clock::default(),
+                now_us: 0,
+                arrivals: super::arrival::Arrivals::new(start),
             },
             shared,
             settings,
             start,
             now: 0,
             busy: Vec::new(),
-            wall: super::arrival::Wall::default(),
             delays,
             accept_retry_at: None,
             drain_deadline: None,
@@ -273,10 +271,7 @@ impl Worker {
     fn tick(&mut self) {
         let elapsed = self.start.elapsed();
         self.now = ms(elapsed);
-        self.res.clock = super::arrival::Clock {
-            now_us: us(elapsed),
-            ..super::arrival::Clock::default()
-        };
+        self.res.now_us = us(elapsed);
         self.res.templates.refresh_date(unix_now_coarse());
         self.res.ready = self.shared.ready.load(Ordering::Relaxed);
     }
@@ -285,7 +280,7 @@ impl Worker {
     pub(crate) fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
-            self.delays.arm(self.res.clock.now_us);
+            self.delays.arm(self.res.now_us);
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -559,14 +554,10 @@ impl Worker {
             return;
         };
         if self.res.delay.is_some() {
-            // A delay counts from when the head arrived, which the read learns from
-            // the kernel's stamp and maps with these two clocks (the loop's clock can
-            // be a whole batch of connections old by now).
-            // The wall clock first: a pause between the two readings then makes
-            // arrivals map later, never earlier.
-            let real_ns = super::arrival::realtime_ns();
-            let now_us = us(self.start.elapsed());
-            self.res.clock = self.wall.observe(real_ns, now_us);
+            // A delayed answer may be due now: the loop's clock can be a whole batch
+            // of connections old by now (when a head arrived, reads learn from the
+            // kernel's stamps).
+            self.res.now_us = us(self.start.elapsed());
         }
         let outcome = drive(
             &mut slot.stream,
@@ -621,7 +612,7 @@ impl Worker {
     }
 
     fn update_timer(&mut self, idx: usize, progress: Progress) {
-        let now_us = self.res.clock.now_us;
+        let now_us = self.res.now_us;
         let Some(slot) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
@@ -640,7 +631,7 @@ impl Worker {
 
     /// Drives the connections whose delayed response may now be written.
     fn expire_delays(&mut self) {
-        while let Some((t, idx)) = self.delays.pop_due(self.res.clock.now_us) {
+        while let Some((t, idx)) = self.delays.pop_due(self.res.now_us) {
             let Some(slot) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
                 continue;
             };
@@ -657,7 +648,7 @@ impl Worker {
             let Some(slot) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
                 continue;
             };
-            let now_us = self.res.clock.now_us;
+            let now_us = self.res.now_us;
             let (mut ctx, _) = self.res.ctx(false);
             let waited = slot.conn.waiting(now_us);
             if slot.conn.on_timeout(waited, &mut ctx) {
